@@ -1,0 +1,101 @@
+//! Command-line definitions. Every flag of `server` and `client` has a twin key in the
+//! TOML configuration file; `config` merges the two, flags winning.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Distributes Certbot certificate sets from one host to a fleet over mutual TLS.
+#[derive(Debug, Parser)]
+#[command(name = "acme-dl", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags that every subcommand accepts.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// Syslog socket to log to (facility daemon); when it cannot be reached, logs go to stderr
+    #[arg(long, global = true, value_name = "PATH", default_value = crate::logging::DEFAULT_SYSLOG_SOCKET)]
+    pub syslog_socket: PathBuf,
+    /// Log to stderr only, not to syslog
+    #[arg(long, global = true)]
+    pub no_syslog: bool,
+    /// Log debug messages too
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the lineages of a Certbot directory to clients with a certificate from the CA
+    Server(ServerArgs),
+    /// Fetch lineages whose local copy is stale and install them
+    Client(ClientArgs),
+    /// Run a complete loopback demonstration: PKI, store, server, client, renewal
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// TOML configuration file [default: /etc/acme-dl/server.toml when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Address and port to listen on, IPv4 or [IPv6] [default: 0.0.0.0:8443]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<SocketAddr>,
+    /// Certbot's configuration directory; lineages are read from its live/ [default: /etc/letsencrypt]
+    #[arg(long, value_name = "DIR")]
+    pub certbot_dir: Option<PathBuf>,
+    /// Server certificate chain, PEM [default: tls/server.crt]
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Server private key, PEM: PKCS#1, SEC1 or PKCS#8 [default: tls/server.key]
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// CA bundle that client certificates must chain to, PEM [default: tls/ca.crt]
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ClientArgs {
+    /// TOML configuration file [default: /etc/acme-dl/client.toml when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Server URL, for example https://certs.example.net:8443 (required here or in the file)
+    #[arg(long, value_name = "URL")]
+    pub server: Option<String>,
+    /// Directory that receives one directory per lineage [default: /etc/letsencrypt/live]
+    #[arg(long, value_name = "DIR")]
+    pub dest: Option<PathBuf>,
+    /// Client certificate chain, PEM [default: tls/client.crt]
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// Client private key, PEM: PKCS#1, SEC1 or PKCS#8 [default: tls/client.key]
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// CA bundle that the server certificate must chain to, PEM [default: tls/ca.crt]
+    #[arg(long, value_name = "FILE")]
+    pub ca: Option<PathBuf>,
+    /// Seconds allowed for the TCP connection and TLS handshake [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub connect_timeout: Option<u64>,
+    /// Seconds allowed for each request and its response [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub request_timeout: Option<u64>,
+    /// Lineages to fetch, for example example.com; added to those of the configuration file
+    #[arg(value_name = "LINEAGE")]
+    pub lineages: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the generated PKI, store and configuration files in DIR (created when missing)
+    #[arg(long, value_name = "DIR")]
+    pub keep: Option<PathBuf>,
+}

@@ -1,0 +1,329 @@
+//! Configuration: TOML files merged with command-line flags into settings.
+//!
+//! Precedence is flag, then file, then the built-in default. The defaults reproduce the
+//! deployed Go pair: paths under `tls/` relative to the working directory, port 8443.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::cli::{ClientArgs, ServerArgs};
+use crate::lineage::LineageName;
+use crate::tls::TlsFiles;
+
+/// Server configuration file read when `--config` is not given and the file exists.
+pub const DEFAULT_SERVER_CONFIG: &str = "/etc/acme-dl/server.toml";
+/// Client configuration file read when `--config` is not given and the file exists.
+pub const DEFAULT_CLIENT_CONFIG: &str = "/etc/acme-dl/client.toml";
+
+const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
+const DEFAULT_CERTBOT_DIR: &str = "/etc/letsencrypt";
+const DEFAULT_DEST: &str = "/etc/letsencrypt/live";
+const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
+const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
+const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
+const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
+const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// A configuration problem, reported before anything else happens.
+#[derive(Debug)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Keys of the server's TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// Address and port to listen on.
+    pub listen: Option<SocketAddr>,
+    /// Certbot's configuration directory.
+    pub certbot_dir: Option<PathBuf>,
+    /// Server certificate chain.
+    pub cert: Option<PathBuf>,
+    /// Server private key.
+    pub key: Option<PathBuf>,
+    /// CA bundle for client certificates.
+    pub ca: Option<PathBuf>,
+    /// Seconds a client may take to send a request's headers.
+    pub header_timeout_secs: Option<u64>,
+    /// Seconds an established connection may stay silent before it is closed.
+    pub idle_timeout_secs: Option<u64>,
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: Option<usize>,
+}
+
+/// Keys of the client's TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientFile {
+    /// Server URL.
+    pub server: Option<String>,
+    /// Directory that receives one directory per lineage.
+    pub dest: Option<PathBuf>,
+    /// Client certificate chain.
+    pub cert: Option<PathBuf>,
+    /// Client private key.
+    pub key: Option<PathBuf>,
+    /// CA bundle for the server certificate.
+    pub ca: Option<PathBuf>,
+    /// Seconds for the TCP connection and TLS handshake.
+    pub connect_timeout_secs: Option<u64>,
+    /// Seconds for each request and its response.
+    pub request_timeout_secs: Option<u64>,
+    /// Lineages fetched on every run, before those named on the command line.
+    #[serde(default)]
+    pub lineages: Vec<String>,
+}
+
+/// Everything the server needs to start.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub listen: SocketAddr,
+    pub certbot_dir: PathBuf,
+    pub tls: TlsFiles,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_body_bytes: usize,
+}
+
+/// Everything the client needs for a run.
+#[derive(Debug, Clone)]
+pub struct ClientSettings {
+    pub server: String,
+    pub dest: PathBuf,
+    pub tls: TlsFiles,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub lineages: Vec<LineageName>,
+}
+
+/// Reads a TOML file: the explicit one, else the default one when it exists, else nothing.
+fn read_file<T: Default + serde::de::DeserializeOwned>(
+    explicit: Option<&Path>,
+    default: &str,
+) -> Result<T, ConfigError> {
+    let path = match explicit {
+        Some(path) => path.to_owned(),
+        None if Path::new(default).exists() => PathBuf::from(default),
+        None => return Ok(T::default()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|error| {
+        ConfigError(format!(
+            "reading configuration file {}: {error}",
+            path.display()
+        ))
+    })?;
+    toml::from_str(&text).map_err(|error| {
+        ConfigError(format!(
+            "invalid configuration file {}: {error}",
+            path.display()
+        ))
+    })
+}
+
+fn pick<T>(flag: Option<T>, file: Option<T>, default: impl FnOnce() -> T) -> T {
+    flag.or(file).unwrap_or_else(default)
+}
+
+fn seconds(name: &str, value: u64) -> Result<Duration, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError(format!("{name} must be at least 1 second")));
+    }
+    Ok(Duration::from_secs(value))
+}
+
+impl ServerSettings {
+    /// Merges the server's flags with its configuration file.
+    pub fn resolve(args: &ServerArgs) -> Result<ServerSettings, ConfigError> {
+        let file: ServerFile = read_file(args.config.as_deref(), DEFAULT_SERVER_CONFIG)?;
+        let listen = pick(args.listen, file.listen, || {
+            DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| unreachable!("valid default address"))
+        });
+        Ok(ServerSettings {
+            listen,
+            certbot_dir: pick(args.certbot_dir.clone(), file.certbot_dir, || {
+                DEFAULT_CERTBOT_DIR.into()
+            }),
+            tls: TlsFiles {
+                cert: pick(args.cert.clone(), file.cert, || "tls/server.crt".into()),
+                key: pick(args.key.clone(), file.key, || "tls/server.key".into()),
+                ca: pick(args.ca.clone(), file.ca, || "tls/ca.crt".into()),
+            },
+            header_timeout: seconds(
+                "header_timeout_secs",
+                file.header_timeout_secs
+                    .unwrap_or(DEFAULT_HEADER_TIMEOUT_SECS),
+            )?,
+            idle_timeout: seconds(
+                "idle_timeout_secs",
+                file.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
+            )?,
+            max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+        })
+    }
+}
+
+impl ClientSettings {
+    /// Merges the client's flags with its configuration file and validates the lineages.
+    pub fn resolve(args: &ClientArgs) -> Result<ClientSettings, ConfigError> {
+        let file: ClientFile = read_file(args.config.as_deref(), DEFAULT_CLIENT_CONFIG)?;
+        let server = args.server.clone().or(file.server).ok_or_else(|| {
+            ConfigError(
+                "no server URL: pass --server https://HOST:8443 or set server in the client \
+                 configuration file"
+                    .to_owned(),
+            )
+        })?;
+
+        let mut lineages: Vec<LineageName> = Vec::new();
+        for name in file.lineages.iter().chain(&args.lineages) {
+            let lineage =
+                LineageName::parse(name).map_err(|error| ConfigError(error.to_string()))?;
+            if !lineages.contains(&lineage) {
+                lineages.push(lineage);
+            }
+        }
+        if lineages.is_empty() {
+            return Err(ConfigError(
+                "no lineage to fetch: name one or more, for example `acme-dl client --server \
+                 URL example.com`, or list them under lineages in the configuration file"
+                    .to_owned(),
+            ));
+        }
+
+        Ok(ClientSettings {
+            server,
+            dest: pick(args.dest.clone(), file.dest, || DEFAULT_DEST.into()),
+            tls: TlsFiles {
+                cert: pick(args.cert.clone(), file.cert, || "tls/client.crt".into()),
+                key: pick(args.key.clone(), file.key, || "tls/client.key".into()),
+                ca: pick(args.ca.clone(), file.ca, || "tls/ca.crt".into()),
+            },
+            connect_timeout: seconds(
+                "connect timeout",
+                pick(args.connect_timeout, file.connect_timeout_secs, || {
+                    DEFAULT_CONNECT_TIMEOUT_SECS
+                }),
+            )?,
+            request_timeout: seconds(
+                "request timeout",
+                pick(args.request_timeout, file.request_timeout_secs, || {
+                    DEFAULT_REQUEST_TIMEOUT_SECS
+                }),
+            )?,
+            lineages,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    fn server_args(extra: &[&str]) -> ServerArgs {
+        let cli = crate::cli::Cli::parse_from(
+            ["acme-dl", "server", "--config", "/nonexistent/acme-dl.toml"]
+                .iter()
+                .chain(extra),
+        );
+        match cli.command {
+            crate::cli::Command::Server(args) => args,
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_rejected() {
+        let error = toml::from_str::<ServerFile>("listen = \"127.0.0.1:1\"\nlisten_port = 1\n")
+            .unwrap_err();
+        assert!(error.to_string().contains("listen_port"), "{error}");
+        let error = toml::from_str::<ClientFile>("sever = \"https://x\"\n").unwrap_err();
+        assert!(error.to_string().contains("sever"), "{error}");
+    }
+
+    #[test]
+    fn explicit_missing_file_is_an_error() {
+        let error = ServerSettings::resolve(&server_args(&[])).unwrap_err();
+        assert!(
+            error.to_string().contains("/nonexistent/acme-dl.toml"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn flags_override_file_and_defaults_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(
+            &path,
+            "listen = \"[::1]:9443\"\ncertbot_dir = \"/srv/le\"\n",
+        )
+        .unwrap();
+        let cli = crate::cli::Cli::parse_from([
+            "acme-dl",
+            "server",
+            "--config",
+            path.to_str().unwrap(),
+            "--certbot-dir",
+            "/other",
+        ]);
+        let crate::cli::Command::Server(args) = cli.command else {
+            unreachable!()
+        };
+        let settings = ServerSettings::resolve(&args).unwrap();
+        assert_eq!(settings.listen, "[::1]:9443".parse().unwrap());
+        assert_eq!(settings.certbot_dir, PathBuf::from("/other"));
+        assert_eq!(settings.tls.cert, PathBuf::from("tls/server.crt"));
+        assert_eq!(settings.tls.ca, PathBuf::from("tls/ca.crt"));
+    }
+
+    #[test]
+    fn client_requires_server_and_lineage() {
+        let cli = crate::cli::Cli::parse_from([
+            "acme-dl",
+            "client",
+            "--config",
+            "/dev/null",
+            "example.com",
+        ]);
+        let crate::cli::Command::Client(args) = cli.command else {
+            unreachable!()
+        };
+        let error = ClientSettings::resolve(&args).unwrap_err();
+        assert!(error.to_string().contains("--server"), "{error}");
+    }
+
+    #[test]
+    fn client_rejects_invalid_lineage() {
+        let cli = crate::cli::Cli::parse_from([
+            "acme-dl",
+            "client",
+            "--config",
+            "/dev/null",
+            "--server",
+            "https://localhost",
+            "../etc",
+        ]);
+        let crate::cli::Command::Client(args) = cli.command else {
+            unreachable!()
+        };
+        let error = ClientSettings::resolve(&args).unwrap_err();
+        assert!(
+            error.to_string().contains("invalid lineage name"),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,42 @@
+//! Exit statuses, documented in the README. Scripts and monitoring depend on these
+//! numbers, so a status keeps its number once released.
+
+use std::process::ExitCode;
+
+/// How a run of acme-dl ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// Every requested lineage is current or was updated; the server stopped cleanly.
+    Success,
+    /// Bad flags or configuration: unreadable or invalid file, URL, certificate or key.
+    Config,
+    /// The server could not be reached: refused, timed out, or its certificate failed.
+    Unreachable,
+    /// The server rejected the request: an HTTP error (such as unknown lineage) or a TLS
+    /// alert against the client's certificate.
+    Rejected,
+    /// A downloaded file differs from what the server announced, or is empty.
+    Verification,
+    /// Reading or writing local files failed; the old files are kept.
+    Install,
+}
+
+impl ExitStatus {
+    /// Returns the process exit code.
+    pub fn code(self) -> u8 {
+        match self {
+            ExitStatus::Success => 0,
+            ExitStatus::Config => 2,
+            ExitStatus::Unreachable => 3,
+            ExitStatus::Rejected => 4,
+            ExitStatus::Verification => 5,
+            ExitStatus::Install => 6,
+        }
+    }
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(status: ExitStatus) -> ExitCode {
+        ExitCode::from(status.code())
+    }
+}

@@ -1,0 +1,327 @@
+//! TLS configuration for both ends: PEM loading, mutual authentication, error reasons.
+//!
+//! Both ends trust exactly one CA bundle. The server demands a client certificate that
+//! chains to it; the client checks the server certificate against it and the URL's host.
+//! What each end does once the handshake is done is left to `server` and `client`.
+
+use std::cell::RefCell;
+use std::error::Error as StdError;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    AlertDescription, CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName,
+    RootCertStore, ServerConfig, SignatureScheme,
+};
+
+use crate::identity::Identity;
+
+/// The only application protocol either end speaks.
+const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// Failure to build a TLS configuration from files.
+#[derive(Debug)]
+pub enum TlsSetupError {
+    /// A file could not be read or holds no usable PEM block.
+    File {
+        what: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+    /// rustls rejected the combination (for example a key that does not match the certificate).
+    Config { reason: String },
+}
+
+impl fmt::Display for TlsSetupError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsSetupError::File { what, path, reason } => {
+                write!(f, "loading {what} {}: {reason}", path.display())
+            }
+            TlsSetupError::Config { reason } => write!(f, "invalid TLS configuration: {reason}"),
+        }
+    }
+}
+
+impl StdError for TlsSetupError {}
+
+/// Paths of the three files each end needs.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Loads every certificate of a PEM file; text between the blocks is ignored.
+pub fn load_certs(
+    what: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsSetupError> {
+    let file_error = |reason: String| TlsSetupError::File {
+        what,
+        path: path.to_owned(),
+        reason,
+    };
+    let certs = CertificateDer::pem_file_iter(path)
+        .map_err(|error| file_error(pem_reason(&error)))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| file_error(pem_reason(&error)))?;
+    if certs.is_empty() {
+        return Err(file_error("no CERTIFICATE block found".to_owned()));
+    }
+    Ok(certs)
+}
+
+/// Loads a private key in PKCS#1 (RSA), SEC1 (EC) or PKCS#8 form.
+pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsSetupError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|error| TlsSetupError::File {
+        what: "private key",
+        path: path.to_owned(),
+        reason: match error {
+            rustls::pki_types::pem::Error::NoItemsFound => {
+                "no unencrypted PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block found"
+                    .to_owned()
+            }
+            other => pem_reason(&other),
+        },
+    })
+}
+
+fn pem_reason(error: &rustls::pki_types::pem::Error) -> String {
+    match error {
+        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        other => format!("invalid PEM: {other:?}"),
+    }
+}
+
+fn root_store(ca: &Path) -> Result<RootCertStore, TlsSetupError> {
+    let mut roots = RootCertStore::empty();
+    for cert in load_certs("CA bundle", ca)? {
+        roots.add(cert).map_err(|error| TlsSetupError::File {
+            what: "CA bundle",
+            path: ca.to_owned(),
+            reason: format!("unusable CA certificate: {error}"),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// Builds the server's configuration: TLS 1.2 and 1.3, client certificate required.
+pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsSetupError> {
+    let provider = provider();
+    let roots = Arc::new(root_store(&files.ca)?);
+    let webpki = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
+        .build()
+        .map_err(|error| TlsSetupError::Config {
+            reason: error.to_string(),
+        })?;
+    let chain = load_certs("server certificate", &files.cert)?;
+    let key = load_key(&files.key)?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|error| TlsSetupError::Config {
+            reason: error.to_string(),
+        })?
+        .with_client_cert_verifier(Arc::new(RecordingVerifier { inner: webpki }))
+        .with_single_cert(chain, key)
+        .map_err(|error| TlsSetupError::Config {
+            reason: format!(
+                "server certificate {} and key {}: {error}",
+                files.cert.display(),
+                files.key.display()
+            ),
+        })?;
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Builds the client's configuration: trusts only the CA bundle, presents its certificate.
+pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupError> {
+    let roots = root_store(&files.ca)?;
+    let chain = load_certs("client certificate", &files.cert)?;
+    let key = load_key(&files.key)?;
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|error| TlsSetupError::Config {
+            reason: error.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .map_err(|error| TlsSetupError::Config {
+            reason: format!(
+                "client certificate {} and key {}: {error}",
+                files.cert.display(),
+                files.key.display()
+            ),
+        })?;
+    config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
+    Ok(Arc::new(config))
+}
+
+tokio::task_local! {
+    /// The client certificate rejected during the handshake that runs in this task, if any.
+    pub static REJECTED_CLIENT_CERT: RefCell<Option<Identity>>;
+}
+
+/// Wraps the WebPKI verifier to record which certificate it rejected, for the log.
+///
+/// The handshake error alone names the reason but not the certificate. rustls calls the
+/// verifier inside the poll of the accept future, so a task-local carries the identity
+/// back to the connection handler without changing the alert the client receives.
+#[derive(Debug)]
+struct RecordingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for RecordingVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let result = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now);
+        if result.is_err() {
+            let identity = Identity::from_der(end_entity);
+            let _ = REJECTED_CLIENT_CERT.try_with(|slot| *slot.borrow_mut() = Some(identity));
+        }
+        result
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Finds the rustls error somewhere in an error's source chain.
+pub fn find_tls_error<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
+    let mut current: Option<&(dyn StdError + 'static)> = Some(error);
+    while let Some(error) = current {
+        if let Some(tls) = error.downcast_ref::<rustls::Error>() {
+            return Some(tls);
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && let Some(tls) = inner.downcast_ref::<rustls::Error>()
+        {
+            return Some(tls);
+        }
+        current = error.source();
+    }
+    None
+}
+
+/// Describes why the server rejected a client's handshake, for the server's log.
+pub fn describe_server_side(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::NoCertificatesPresented => "no client certificate presented".to_owned(),
+        rustls::Error::InvalidCertificate(cert) => {
+            format!(
+                "client certificate rejected: {}",
+                describe_certificate_error(cert)
+            )
+        }
+        rustls::Error::AlertReceived(alert) => format!("client sent alert {alert:?}"),
+        rustls::Error::PeerIncompatible(reason) => {
+            format!("no common TLS version, cipher suite or signature scheme ({reason:?})")
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Describes why a connection to the server failed, for the client's operator.
+pub fn describe_client_side(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InvalidCertificate(cert) => {
+            format!(
+                "server certificate rejected: {}",
+                describe_certificate_error(cert)
+            )
+        }
+        rustls::Error::AlertReceived(alert) => describe_alert_from_server(*alert),
+        other => other.to_string(),
+    }
+}
+
+fn describe_certificate_error(error: &CertificateError) -> String {
+    match error {
+        CertificateError::UnknownIssuer => "issued by an unknown CA".to_owned(),
+        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+            format!("certificate expired ({error})")
+        }
+        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+            format!("certificate not yet valid ({error})")
+        }
+        CertificateError::Revoked => "certificate revoked".to_owned(),
+        CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
+            format!("extended key usage does not allow this use ({error})")
+        }
+        other => other.to_string(),
+    }
+}
+
+fn describe_alert_from_server(alert: AlertDescription) -> String {
+    let hint = match alert {
+        AlertDescription::UnknownCA => {
+            "the server does not trust the CA that issued this client's certificate; use a \
+             certificate from the server's CA bundle"
+        }
+        AlertDescription::CertificateRequired => {
+            "the server requires a client certificate and none was sent; set --cert and --key"
+        }
+        AlertDescription::CertificateExpired => {
+            "the server says this client's certificate is expired or not yet valid; renew it"
+        }
+        AlertDescription::CertificateRevoked => {
+            "the server says this client's certificate is revoked"
+        }
+        AlertDescription::UnsupportedCertificate => {
+            "the server rejected this client's certificate for its key usage; it needs the \
+             clientAuth extended key usage"
+        }
+        AlertDescription::BadCertificate | AlertDescription::CertificateUnknown => {
+            "the server rejected this client's certificate"
+        }
+        AlertDescription::DecryptError => {
+            "the server could not verify this client's signature (does the key match the certificate?)"
+        }
+        _ => "the server aborted the TLS connection",
+    };
+    format!("{hint} (TLS alert {alert:?})")
+}
