@@ -1,0 +1,407 @@
+//! HTTP handling: `POST /api/check` and `GET /download/<lineage>/<file>`.
+//!
+//! Every request is checked in full (method, path shape, lineage name, file name, body
+//! size) before the store is touched, and every request is logged once with the client's
+//! identity and the outcome. Bodies of error responses never contain server paths.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Request, Response, StatusCode};
+use tracing::{error, info, warn};
+
+use super::Shared;
+use crate::identity::Identity;
+use crate::lineage::LineageName;
+use crate::protocol::{CHECK_PATH, CheckRequest, CheckResponse, DOWNLOAD_PREFIX, SetFile};
+use crate::store::StoreError;
+
+type HttpResponse = Response<Full<Bytes>>;
+
+/// Details of one request that its log line needs.
+struct RequestLog<'a> {
+    client: &'a Identity,
+    peer: SocketAddr,
+    method: &'a Method,
+    path: &'a str,
+}
+
+impl RequestLog<'_> {
+    /// Logs a rejected request and builds its plain-text response.
+    fn reject(&self, status: StatusCode, reason: &str) -> HttpResponse {
+        warn!(
+            client = %self.client,
+            peer = %self.peer,
+            method = %self.method,
+            path = %shorten_path(self.path),
+            status = status.as_u16(),
+            reason = %reason,
+            "request rejected"
+        );
+        text_response(status, reason)
+    }
+}
+
+/// Routes one request. Errors become responses, so the connection stays usable.
+pub(super) async fn handle(
+    request: Request<Incoming>,
+    shared: Arc<Shared>,
+    client: Arc<Identity>,
+    peer: SocketAddr,
+) -> Result<HttpResponse, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let log = RequestLog {
+        client: &client,
+        peer,
+        method: &method,
+        path: &path,
+    };
+
+    let response = if path == CHECK_PATH {
+        if method == Method::POST {
+            check(request, &shared, &log).await
+        } else {
+            method_not_allowed(&log, "POST")
+        }
+    } else if let Some(rest) = path.strip_prefix(DOWNLOAD_PREFIX) {
+        if method == Method::GET || method == Method::HEAD {
+            download(&request, rest, &shared, &log)
+        } else {
+            method_not_allowed(&log, "GET, HEAD")
+        }
+    } else {
+        log.reject(StatusCode::NOT_FOUND, "no such endpoint")
+    };
+    Ok(response)
+}
+
+async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>) -> HttpResponse {
+    let limit = shared.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return log.reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body is larger than {limit} bytes"),
+        );
+    }
+    let body = match Limited::new(request.into_body(), limit).collect().await {
+        Ok(body) => body.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return log.reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("request body is larger than {limit} bytes"),
+            );
+        }
+        Err(error) => {
+            return log.reject(
+                StatusCode::BAD_REQUEST,
+                &format!("reading the body failed: {error}"),
+            );
+        }
+    };
+
+    let check: CheckRequest = match serde_json::from_slice(&body) {
+        Ok(check) => check,
+        Err(error) => {
+            return log.reject(
+                StatusCode::BAD_REQUEST,
+                &format!("invalid JSON body: {error}"),
+            );
+        }
+    };
+    let lineage = match LineageName::parse(&check.domain) {
+        Ok(lineage) => lineage,
+        Err(error) => return log.reject(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    if let Err(reason) = check.hashes.validate() {
+        return log.reject(
+            StatusCode::BAD_REQUEST,
+            &format!("invalid hashes: {reason}"),
+        );
+    }
+
+    let set = match shared.store.read_set(&lineage) {
+        Ok(set) => set,
+        Err(error) => return store_failure(log, &lineage, &error),
+    };
+    let answer = CheckResponse::compare(&check.hashes, &set.hashes);
+    info!(
+        client = %log.client,
+        peer = %log.peer,
+        lineage = %lineage,
+        outcome = if answer.update_required { "update-required" } else { "up-to-date" },
+        "check"
+    );
+    let body = serde_json::to_vec(&answer).unwrap_or_default();
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn download(
+    request: &Request<Incoming>,
+    rest: &str,
+    shared: &Shared,
+    log: &RequestLog<'_>,
+) -> HttpResponse {
+    let mut segments = rest.split('/');
+    let (Some(name), Some(file_name), None) = (segments.next(), segments.next(), segments.next())
+    else {
+        return log.reject(
+            StatusCode::BAD_REQUEST,
+            "expected /download/<lineage>/<file> with exactly two segments",
+        );
+    };
+    let lineage = match LineageName::parse(name) {
+        Ok(lineage) => lineage,
+        Err(error) => return log.reject(StatusCode::BAD_REQUEST, &error.to_string()),
+    };
+    let Some(file) = SetFile::from_file_name(file_name) else {
+        return log.reject(
+            StatusCode::BAD_REQUEST,
+            "unknown file name; expected fullchain.pem, privkey.pem, chain.pem or cert.pem",
+        );
+    };
+
+    let stored = match shared.store.read_file(&lineage, file) {
+        Ok(stored) => stored,
+        Err(error) => return store_failure(log, &lineage, &error),
+    };
+    let response = file_response(request, stored.bytes, stored.modified);
+    info!(
+        client = %log.client,
+        peer = %log.peer,
+        lineage = %lineage,
+        file = file.file_name(),
+        status = response.status().as_u16(),
+        bytes = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("0"),
+        "download"
+    );
+    response
+}
+
+/// Builds a static-file response: conditional GET and a single byte range, as the deployed
+/// server (Go's file server) offers them.
+fn file_response(
+    request: &Request<Incoming>,
+    bytes: Vec<u8>,
+    modified: SystemTime,
+) -> HttpResponse {
+    let last_modified = httpdate::fmt_http_date(modified);
+    let unchanged = request
+        .headers()
+        .get(header::IF_MODIFIED_SINCE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| httpdate::parse_http_date(value).ok())
+        .is_some_and(|since| truncate_to_seconds(modified) <= since);
+    let mut response = if unchanged {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+        response
+    } else {
+        range_response(request, bytes)
+    };
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&last_modified) {
+        headers.insert(header::LAST_MODIFIED, value);
+    }
+    headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn range_response(request: &Request<Incoming>, bytes: Vec<u8>) -> HttpResponse {
+    let total = bytes.len();
+    let range = request
+        .headers()
+        .get(header::RANGE)
+        .and_then(|value| value.to_str().ok());
+    let mut response = match range.map(|value| parse_range(value, total)) {
+        None | Some(RangeRequest::Ignore) => Response::new(Full::new(Bytes::from(bytes))),
+        Some(RangeRequest::Satisfiable(start, end)) => {
+            let mut response = Response::new(Full::new(Bytes::from(bytes).slice(start..=end)));
+            *response.status_mut() = StatusCode::PARTIAL_CONTENT;
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes {start}-{end}/{total}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            response
+        }
+        Some(RangeRequest::Unsatisfiable) => {
+            let mut response = Response::new(Full::new(Bytes::new()));
+            *response.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{total}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            response
+        }
+    };
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-pem-file"),
+    );
+    response
+}
+
+/// A parsed `Range` header.
+#[derive(Debug, PartialEq, Eq)]
+enum RangeRequest {
+    /// Inclusive byte positions.
+    Satisfiable(usize, usize),
+    Unsatisfiable,
+    /// Malformed or multiple ranges: RFC 9110 allows answering with the whole file.
+    Ignore,
+}
+
+fn parse_range(value: &str, total: usize) -> RangeRequest {
+    let Some(spec) = value.trim().strip_prefix("bytes=") else {
+        return RangeRequest::Ignore;
+    };
+    if spec.contains(',') {
+        return RangeRequest::Ignore;
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return RangeRequest::Ignore;
+    };
+    let (first, last) = (first.trim(), last.trim());
+    let range = if first.is_empty() {
+        // A suffix range: the last N bytes.
+        match last.parse::<usize>() {
+            Ok(0) => return RangeRequest::Unsatisfiable,
+            Ok(suffix) => (total.saturating_sub(suffix), total.wrapping_sub(1)),
+            Err(_) => return RangeRequest::Ignore,
+        }
+    } else {
+        let Ok(start) = first.parse::<usize>() else {
+            return RangeRequest::Ignore;
+        };
+        let end = if last.is_empty() {
+            total.wrapping_sub(1)
+        } else {
+            match last.parse::<usize>() {
+                Ok(end) if end >= start => end.min(total.wrapping_sub(1)),
+                _ => return RangeRequest::Ignore,
+            }
+        };
+        (start, end)
+    };
+    if total == 0 || range.0 >= total {
+        return RangeRequest::Unsatisfiable;
+    }
+    RangeRequest::Satisfiable(range.0, range.1)
+}
+
+fn truncate_to_seconds(time: SystemTime) -> SystemTime {
+    let seconds = time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds)
+}
+
+/// Maps a store failure to a response: unknown lineages are 404, broken ones 500.
+fn store_failure(
+    log: &RequestLog<'_>,
+    lineage: &LineageName,
+    failure: &StoreError,
+) -> HttpResponse {
+    match failure {
+        StoreError::LineageNotFound { .. } => {
+            log.reject(StatusCode::NOT_FOUND, "lineage not found")
+        }
+        StoreError::FileMissing { .. } => {
+            error!(client = %log.client, lineage = %lineage, error = %failure, "store file missing");
+            text_response(StatusCode::NOT_FOUND, "file not found for this lineage")
+        }
+        _ => {
+            error!(client = %log.client, lineage = %lineage, error = %failure, "store file unusable");
+            text_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "this lineage is broken on the server; its log names the file",
+            )
+        }
+    }
+}
+
+fn method_not_allowed(log: &RequestLog<'_>, allowed: &'static str) -> HttpResponse {
+    let mut response = log.reject(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    response
+}
+
+fn text_response(status: StatusCode, text: &str) -> HttpResponse {
+    let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    response
+}
+
+/// Cuts a request path for the log; the logging layer escapes what is left.
+fn shorten_path(path: &str) -> &str {
+    let mut end = path.len().min(200);
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    &path[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn range_forms_parse() {
+        assert_eq!(
+            parse_range("bytes=0-9", 100),
+            RangeRequest::Satisfiable(0, 9)
+        );
+        assert_eq!(
+            parse_range("bytes=90-", 100),
+            RangeRequest::Satisfiable(90, 99)
+        );
+        assert_eq!(
+            parse_range("bytes=-10", 100),
+            RangeRequest::Satisfiable(90, 99)
+        );
+        assert_eq!(
+            parse_range("bytes=95-200", 100),
+            RangeRequest::Satisfiable(95, 99)
+        );
+        assert_eq!(
+            parse_range("bytes=-500", 100),
+            RangeRequest::Satisfiable(0, 99)
+        );
+    }
+
+    #[test]
+    fn range_out_of_bounds_is_unsatisfiable() {
+        assert_eq!(parse_range("bytes=100-", 100), RangeRequest::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), RangeRequest::Unsatisfiable);
+    }
+
+    #[test]
+    fn odd_ranges_are_ignored() {
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), RangeRequest::Ignore);
+        assert_eq!(parse_range("items=0-1", 100), RangeRequest::Ignore);
+        assert_eq!(parse_range("bytes=9-1", 100), RangeRequest::Ignore);
+        assert_eq!(parse_range("bytes=x-1", 100), RangeRequest::Ignore);
+    }
+}

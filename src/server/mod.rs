@@ -1,0 +1,264 @@
+//! The server: accepts mutual-TLS connections and serves the Certbot store over HTTP/1.1.
+//!
+//! This file owns the listener, the TLS handshake and its failure log, connection
+//! lifetimes and graceful shutdown. Request handling lives in `http`.
+
+mod http;
+mod idle;
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, info, warn};
+
+use crate::config::ServerSettings;
+use crate::identity::Identity;
+use crate::store::Store;
+use crate::tls::{self, REJECTED_CLIENT_CERT};
+
+use idle::IdleTimeout;
+
+/// How long in-flight requests may run after a stop signal before connections are dropped.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Largest request head (request line and headers) accepted, in bytes.
+const MAX_HEADER_BYTES: usize = 8 * 1024;
+
+/// Failure to start the server.
+#[derive(Debug)]
+pub enum ServerError {
+    Tls(tls::TlsSetupError),
+    Store(std::io::Error),
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    Signal(std::io::Error),
+}
+
+impl std::fmt::Display for ServerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ServerError::Tls(error) => error.fmt(f),
+            ServerError::Store(error) => error.fmt(f),
+            ServerError::Bind { addr, error } => write!(f, "listening on {addr} failed: {error}"),
+            ServerError::Signal(error) => write!(f, "installing signal handlers failed: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ServerError {}
+
+/// State shared by every connection.
+#[derive(Debug)]
+struct Shared {
+    store: Store,
+    max_body_bytes: usize,
+}
+
+/// A bound server, ready to serve.
+#[allow(missing_debug_implementations)]
+pub struct Server {
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    shared: Arc<Shared>,
+    settings: ServerSettings,
+}
+
+impl Server {
+    /// Loads the TLS files and the store, and binds the listening socket.
+    pub async fn bind(settings: ServerSettings) -> Result<Server, ServerError> {
+        let tls_config = tls::server_config(&settings.tls).map_err(ServerError::Tls)?;
+        let store = Store::open(&settings.certbot_dir).map_err(ServerError::Store)?;
+        let listener =
+            TcpListener::bind(settings.listen)
+                .await
+                .map_err(|error| ServerError::Bind {
+                    addr: settings.listen,
+                    error,
+                })?;
+        Ok(Server {
+            listener,
+            acceptor: TlsAcceptor::from(tls_config),
+            shared: Arc::new(Shared {
+                store,
+                max_body_bytes: settings.max_body_bytes,
+            }),
+            settings,
+        })
+    }
+
+    /// Returns the address actually bound, useful when the port was 0.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().unwrap_or(self.settings.listen)
+    }
+
+    /// Serves until `shutdown` completes, then drains connections for a grace period.
+    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+        info!(
+            listen = %self.local_addr(),
+            certbot_dir = %self.shared.store.root().display(),
+            ca = %self.settings.tls.ca.display(),
+            "server started"
+        );
+        let (stop_sender, stop_receiver) = watch::channel(false);
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        connections.spawn(self.connection(stream, peer, stop_receiver.clone()));
+                    }
+                    Err(error) => {
+                        // Running out of file descriptors must not spin the loop.
+                        warn!(error = %error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+
+        info!(open_connections = connections.len(), "server stopping");
+        let _ = stop_sender.send(true);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+            while connections.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                dropped = connections.len(),
+                "connections still open after the grace period"
+            );
+            connections.abort_all();
+        }
+        info!("server stopped");
+    }
+
+    fn connection(
+        &self,
+        stream: TcpStream,
+        peer: SocketAddr,
+        stop: watch::Receiver<bool>,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let acceptor = self.acceptor.clone();
+        let shared = self.shared.clone();
+        let header_timeout = self.settings.header_timeout;
+        let idle_timeout = self.settings.idle_timeout;
+        async move {
+            let _ = stream.set_nodelay(true);
+            let Some((tls_stream, client)) =
+                handshake(acceptor, stream, peer, header_timeout).await
+            else {
+                return;
+            };
+            debug!(peer = %peer, client = %client, fingerprint = %client.fingerprint, "connection accepted");
+            let client = Arc::new(client);
+            let service = service_fn(move |request| {
+                http::handle(request, shared.clone(), client.clone(), peer)
+            });
+            let io = TokioIo::new(IdleTimeout::new(tls_stream, idle_timeout));
+            let connection = http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .max_buf_size(MAX_HEADER_BYTES.max(8192))
+                .max_header_size(MAX_HEADER_BYTES)
+                .serve_connection(io, service);
+            tokio::pin!(connection);
+            let mut stop = stop;
+            let result = tokio::select! {
+                result = connection.as_mut() => result,
+                _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.as_mut().await
+                }
+            };
+            if let Err(error) = result {
+                debug!(peer = %peer, error = %error, "connection closed with an error");
+            }
+        }
+    }
+}
+
+/// Runs the TLS handshake and logs why it failed, naming the rejected certificate.
+async fn handshake(
+    acceptor: TlsAcceptor,
+    stream: TcpStream,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Identity)> {
+    let (result, rejected) = REJECTED_CLIENT_CERT
+        .scope(RefCell::new(None), async {
+            let result = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+            (
+                result,
+                REJECTED_CLIENT_CERT.with(|slot| slot.borrow_mut().take()),
+            )
+        })
+        .await;
+    let error = match result {
+        Ok(Ok(tls_stream)) => {
+            let identity = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|certs| certs.first())
+                .map(Identity::from_der)?;
+            return Some((tls_stream, identity));
+        }
+        Ok(Err(error)) => error,
+        Err(_) => {
+            warn!(peer = %peer, reason = "handshake timed out", "TLS handshake failed");
+            return None;
+        }
+    };
+    let reason = match tls::find_tls_error(&error) {
+        Some(tls_error) => tls::describe_server_side(tls_error),
+        None if error.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "connection closed during the handshake".to_owned()
+        }
+        None => error.to_string(),
+    };
+    match rejected {
+        Some(cert) => warn!(
+            peer = %peer,
+            reason = %reason,
+            subject = %cert.subject,
+            serial = %cert.serial,
+            fingerprint = %cert.fingerprint,
+            "TLS handshake failed"
+        ),
+        None => warn!(peer = %peer, reason = %reason, "TLS handshake failed"),
+    }
+    None
+}
+
+/// Loads the configuration, binds, and serves until SIGTERM or SIGINT.
+pub async fn run(settings: ServerSettings) -> Result<(), ServerError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
+    let server = Server::bind(settings).await?;
+    server
+        .serve(async move {
+            let name = tokio::select! {
+                _ = terminate.recv() => "SIGTERM",
+                _ = interrupt.recv() => "SIGINT",
+            };
+            info!(signal = name, "stop signal received");
+        })
+        .await;
+    Ok(())
+}
