@@ -1,0 +1,334 @@
+//! One mutual-TLS HTTP/1.1 connection to the server, shared by every request of a run.
+//!
+//! The connection is opened lazily and reopened once if the server closed it between
+//! requests (for example after its idle timeout). What to request is left to `client`.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper::header::{self, HeaderValue};
+use hyper::{Request, StatusCode, Uri};
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tracing::debug;
+
+use super::SyncError;
+use crate::tls;
+
+/// Largest response body read, in bytes; PEM files of a lineage are a few kilobytes.
+const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
+
+/// A parsed `https://host[:port][/prefix]` server URL.
+#[derive(Debug, Clone)]
+pub struct ServerUrl {
+    /// Host name or IP address, without brackets.
+    pub host: String,
+    pub port: u16,
+    /// `host:port` as sent in the Host header.
+    authority: String,
+    /// Path prefix without a trailing slash, empty for the root.
+    prefix: String,
+}
+
+impl ServerUrl {
+    /// Parses the URL; only https is accepted because the protocol is mutual TLS.
+    pub fn parse(url: &str) -> Result<ServerUrl, String> {
+        let uri: Uri = url
+            .parse()
+            .map_err(|error| format!("invalid server URL {url:?}: {error}"))?;
+        if uri.scheme_str() != Some("https") {
+            return Err(format!(
+                "invalid server URL {url:?}: the scheme must be https, for example \
+                 https://certs.example.net:8443"
+            ));
+        }
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("invalid server URL {url:?}: no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(format!(
+                "invalid server URL {url:?}: user information is not supported"
+            ));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = authority.port_u16().unwrap_or(8443);
+        let prefix = uri.path().trim_end_matches('/').to_owned();
+        let authority = if host.contains(':') {
+            format!("[{host}]:{port}")
+        } else {
+            format!("{host}:{port}")
+        };
+        Ok(ServerUrl {
+            host,
+            port,
+            authority,
+            prefix,
+        })
+    }
+
+    /// Returns the name the server certificate must be valid for.
+    fn server_name(&self) -> Result<ServerName<'static>, String> {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(ServerName::IpAddress(ip.into()));
+        }
+        ServerName::try_from(self.host.clone())
+            .map_err(|_| format!("invalid server host name {:?}", self.host))
+    }
+}
+
+impl std::fmt::Display for ServerUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "https://{}{}", self.authority, self.prefix)
+    }
+}
+
+/// A response: status and body.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub body: Bytes,
+}
+
+/// The run's connection to the server.
+#[derive(Debug)]
+pub struct Connection {
+    url: ServerUrl,
+    config: Arc<ClientConfig>,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    pub fn new(
+        url: ServerUrl,
+        config: Arc<ClientConfig>,
+        connect_timeout: Duration,
+        request_timeout: Duration,
+    ) -> Connection {
+        Connection {
+            url,
+            config,
+            connect_timeout,
+            request_timeout,
+            sender: None,
+        }
+    }
+
+    pub fn url(&self) -> &ServerUrl {
+        &self.url
+    }
+
+    /// Opens the TCP connection, runs the TLS handshake and starts HTTP/1.1.
+    async fn open(&self) -> Result<SendRequest<Full<Bytes>>, SyncError> {
+        let server = self.url.to_string();
+        let name = self.url.server_name().map_err(SyncError::Config)?;
+        let connect = async {
+            let tcp = TcpStream::connect((self.url.host.as_str(), self.url.port))
+                .await
+                .map_err(|error| SyncError::Unreachable {
+                    server: server.clone(),
+                    reason: format!("connecting failed: {error}"),
+                })?;
+            let _ = tcp.set_nodelay(true);
+            TlsConnector::from(self.config.clone())
+                .connect(name, tcp)
+                .await
+                .map_err(|error| tls_failure(&server, &error))
+        };
+        let tls_stream = tokio::time::timeout(self.connect_timeout, connect)
+            .await
+            .map_err(|_| SyncError::Unreachable {
+                server: server.clone(),
+                reason: format!(
+                    "connecting and the TLS handshake timed out after {} s",
+                    self.connect_timeout.as_secs()
+                ),
+            })??;
+        let (sender, connection) =
+            http1::handshake(TokioIo::new(tls_stream))
+                .await
+                .map_err(|error| SyncError::Unreachable {
+                    server: server.clone(),
+                    reason: error.to_string(),
+                })?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                debug!(error = %error, "connection to the server closed");
+            }
+        });
+        debug!(server = %server, "connected");
+        Ok(sender)
+    }
+
+    /// Sends a request on the shared connection, reconnecting once if it was closed.
+    async fn send(&mut self, build: impl Fn() -> Request<Full<Bytes>>) -> Result<Reply, SyncError> {
+        let server = self.url.to_string();
+        let mut sender = match self.sender.take() {
+            Some(mut sender) => match sender.ready().await {
+                Ok(()) => sender,
+                Err(_) => self.open().await?,
+            },
+            None => self.open().await?,
+        };
+        let exchange = async {
+            let response = sender.send_request(build()).await?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|error| std::io::Error::other(error.to_string()))
+                .map(|collected| collected.to_bytes());
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
+        };
+        let result = tokio::time::timeout(self.request_timeout, exchange)
+            .await
+            .map_err(|_| SyncError::Unreachable {
+                server: server.clone(),
+                reason: format!(
+                    "request timed out after {} s",
+                    self.request_timeout.as_secs()
+                ),
+            })?;
+        match result {
+            Ok((status, Ok(body))) => {
+                self.sender = Some(sender);
+                Ok(Reply { status, body })
+            }
+            Ok((_, Err(error))) => Err(SyncError::Unreachable {
+                server,
+                reason: format!("reading the response failed: {error}"),
+            }),
+            Err(error) => Err(request_failure(&server, error.as_ref())),
+        }
+    }
+
+    /// Sends `POST /api/check` with a JSON body.
+    pub async fn post_json(&mut self, path: &str, body: Vec<u8>) -> Result<Reply, SyncError> {
+        let uri = format!("{}{path}", self.url.prefix);
+        let host = self.url.authority.clone();
+        let body = Bytes::from(body);
+        self.send(|| {
+            let mut request = Request::new(Full::new(body.clone()));
+            *request.method_mut() = hyper::Method::POST;
+            *request.uri_mut() = uri.parse().unwrap_or_default();
+            let headers = request.headers_mut();
+            headers.insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            if let Ok(value) = HeaderValue::from_str(&host) {
+                headers.insert(header::HOST, value);
+            }
+            request
+        })
+        .await
+    }
+
+    /// Sends a GET request.
+    pub async fn get(&mut self, path: &str) -> Result<Reply, SyncError> {
+        let uri = format!("{}{path}", self.url.prefix);
+        let host = self.url.authority.clone();
+        self.send(|| {
+            let mut request = Request::new(Full::new(Bytes::new()));
+            *request.uri_mut() = uri.parse().unwrap_or_default();
+            if let Ok(value) = HeaderValue::from_str(&host) {
+                request.headers_mut().insert(header::HOST, value);
+            }
+            request
+        })
+        .await
+    }
+}
+
+/// Classifies a failed handshake: our certificate rejected, or the server's distrusted.
+fn tls_failure(server: &str, error: &std::io::Error) -> SyncError {
+    match tls::find_tls_error(error) {
+        Some(tls_error @ rustls::Error::AlertReceived(_)) => SyncError::Rejected {
+            reason: format!("{server}: {}", tls::describe_client_side(tls_error)),
+        },
+        Some(tls_error) => SyncError::Unreachable {
+            server: server.to_owned(),
+            reason: format!(
+                "TLS handshake failed: {}",
+                tls::describe_client_side(tls_error)
+            ),
+        },
+        None => SyncError::Unreachable {
+            server: server.to_owned(),
+            reason: format!("TLS handshake failed: {error}"),
+        },
+    }
+}
+
+/// Classifies a failed request. With TLS 1.3 a rejected client certificate shows up here,
+/// as an alert on the first read after the handshake.
+fn request_failure(server: &str, error: &(dyn std::error::Error + 'static)) -> SyncError {
+    match tls::find_tls_error(error) {
+        Some(tls_error @ rustls::Error::AlertReceived(_)) => SyncError::Rejected {
+            reason: format!("{server}: {}", tls::describe_client_side(tls_error)),
+        },
+        _ => {
+            let mut reason = error.to_string();
+            let mut source = error.source();
+            while let Some(inner) = source {
+                reason.push_str(": ");
+                reason.push_str(&inner.to_string());
+                source = inner.source();
+            }
+            SyncError::Unreachable {
+                server: server.to_owned(),
+                reason: format!("request failed: {reason}"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_with_port_and_prefix() {
+        let url = ServerUrl::parse("https://certs.example.net:9443/acme/").unwrap();
+        assert_eq!(url.host, "certs.example.net");
+        assert_eq!(url.port, 9443);
+        assert_eq!(url.to_string(), "https://certs.example.net:9443/acme");
+    }
+
+    #[test]
+    fn url_defaults_to_port_8443() {
+        let url = ServerUrl::parse("https://certs.example.net").unwrap();
+        assert_eq!(url.port, 8443);
+        assert_eq!(url.to_string(), "https://certs.example.net:8443");
+    }
+
+    #[test]
+    fn url_with_ipv6_literal() {
+        let url = ServerUrl::parse("https://[::1]:8443").unwrap();
+        assert_eq!(url.host, "::1");
+        assert!(matches!(
+            url.server_name().unwrap(),
+            ServerName::IpAddress(_)
+        ));
+        assert_eq!(url.to_string(), "https://[::1]:8443");
+    }
+
+    #[test]
+    fn url_must_be_https() {
+        let error = ServerUrl::parse("http://certs.example.net:8443").unwrap_err();
+        assert!(error.contains("must be https"), "{error}");
+        assert!(ServerUrl::parse("certs.example.net").is_err());
+    }
+}
