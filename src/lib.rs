@@ -1,0 +1,87 @@
+//! acme-dl distributes Certbot certificate sets from the Certbot host to a fleet over
+//! mutual TLS, speaking the protocol of the deployed Go pair. ARCHITECTURE.md maps the
+//! modules from the wire up to the binary.
+
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod demo;
+pub mod identity;
+pub mod install;
+pub mod lineage;
+pub mod logging;
+pub mod pki;
+pub mod protocol;
+pub mod server;
+pub mod status;
+pub mod store;
+pub mod tls;
+
+use std::io::IsTerminal;
+
+use tracing::{Level, error};
+
+use cli::{Cli, Command};
+use status::ExitStatus;
+
+/// Runs the command of a parsed command line and returns the exit status.
+pub fn run(cli: Cli) -> ExitStatus {
+    let (tag, interactive) = match &cli.command {
+        Command::Server(_) => ("acme-dl-server", false),
+        Command::Client(_) => ("acme-dl", std::io::stderr().is_terminal()),
+        Command::Demo(_) => ("acme-dl-demo", false),
+    };
+    let demo = matches!(cli.command, Command::Demo(_));
+    logging::init(logging::LogOptions {
+        tag: tag.to_owned(),
+        syslog_socket: (!cli.log.no_syslog && !demo).then(|| cli.log.syslog_socket.clone()),
+        // A client run by hand shows its log; cron and systemd read syslog.
+        stderr: interactive && cli.log.verbose,
+        level: match (cli.log.verbose, demo) {
+            (true, _) => Level::DEBUG,
+            // The demonstration narrates on stdout; its components log warnings only.
+            (false, true) => Level::WARN,
+            (false, false) => Level::INFO,
+        },
+    });
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(failure) => {
+            eprintln!("acme-dl: error: starting the async runtime failed: {failure}");
+            return ExitStatus::Config;
+        }
+    };
+    match cli.command {
+        Command::Server(args) => runtime.block_on(run_server(&args)),
+        Command::Client(args) => match config::ClientSettings::resolve(&args) {
+            Ok(settings) => runtime.block_on(client::run(settings)),
+            Err(failure) => config_failure(&failure),
+        },
+        Command::Demo(args) => runtime.block_on(demo::run(args.keep.as_deref())),
+    }
+}
+
+async fn run_server(args: &cli::ServerArgs) -> ExitStatus {
+    let settings = match config::ServerSettings::resolve(args) {
+        Ok(settings) => settings,
+        Err(failure) => return config_failure(&failure),
+    };
+    match server::run(settings).await {
+        Ok(()) => ExitStatus::Success,
+        Err(failure) => {
+            error!(error = %failure, "server failed to start");
+            eprintln!("acme-dl: error: {failure}");
+            ExitStatus::Config
+        }
+    }
+}
+
+fn config_failure(failure: &config::ConfigError) -> ExitStatus {
+    error!(error = %failure, "invalid configuration");
+    eprintln!("acme-dl: error: {failure}");
+    ExitStatus::Config
+}
