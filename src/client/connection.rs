@@ -16,6 +16,7 @@ use hyper_util::rt::TokioIo;
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
 
@@ -108,6 +109,9 @@ pub struct Connection {
     connect_timeout: Duration,
     request_timeout: Duration,
     sender: Option<SendRequest<Full<Bytes>>>,
+    /// The task driving the connection; its error explains a request that failed because
+    /// the connection died, such as a TLS alert against our certificate.
+    driver: Option<JoinHandle<Result<(), hyper::Error>>>,
 }
 
 impl Connection {
@@ -123,6 +127,7 @@ impl Connection {
             connect_timeout,
             request_timeout,
             sender: None,
+            driver: None,
         }
     }
 
@@ -131,7 +136,7 @@ impl Connection {
     }
 
     /// Opens the TCP connection, runs the TLS handshake and starts HTTP/1.1.
-    async fn open(&self) -> Result<SendRequest<Full<Bytes>>, SyncError> {
+    async fn open(&mut self) -> Result<SendRequest<Full<Bytes>>, SyncError> {
         let server = self.url.to_string();
         let name = self.url.server_name().map_err(SyncError::Config)?;
         let connect = async {
@@ -163,11 +168,7 @@ impl Connection {
                     server: server.clone(),
                     reason: error.to_string(),
                 })?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                debug!(error = %error, "connection to the server closed");
-            }
-        });
+        self.driver = Some(tokio::spawn(connection));
         debug!(server = %server, "connected");
         Ok(sender)
     }
@@ -210,7 +211,17 @@ impl Connection {
                 server,
                 reason: format!("reading the response failed: {error}"),
             }),
-            Err(error) => Err(request_failure(&server, error.as_ref())),
+            Err(error) => {
+                // When the connection itself failed, its error says why; the request's
+                // own error only says that the connection went away.
+                if let Some(driver) = self.driver.take()
+                    && let Ok(Ok(Err(connection_error))) =
+                        tokio::time::timeout(Duration::from_secs(1), driver).await
+                {
+                    return Err(request_failure(&server, &connection_error));
+                }
+                Err(request_failure(&server, error.as_ref()))
+            }
         }
     }
 

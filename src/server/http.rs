@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
 use tracing::{error, info, warn};
@@ -89,21 +89,21 @@ async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>
         .get(header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
+    if declared.is_some_and(|length| length > DRAIN_MAX_BYTES as u64) {
         return log.reject(
             StatusCode::PAYLOAD_TOO_LARGE,
             &format!("request body is larger than {limit} bytes"),
         );
     }
-    let body = match Limited::new(request.into_body(), limit).collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+    let body = match read_body(request.into_body(), limit).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge) => {
             return log.reject(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("request body is larger than {limit} bytes"),
             );
         }
-        Err(error) => {
+        Err(BodyError::Read(error)) => {
             return log.reject(
                 StatusCode::BAD_REQUEST,
                 &format!("reading the body failed: {error}"),
@@ -152,6 +152,48 @@ async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>
     response
 }
 
+/// Most bytes of an oversized body that are read and discarded before the 413 is sent.
+const DRAIN_MAX_BYTES: usize = 256 * 1024;
+
+/// How long an oversized body is drained before the 413 is sent.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
+enum BodyError {
+    TooLarge,
+    Read(hyper::Error),
+}
+
+/// Reads a body of at most `limit` bytes.
+///
+/// An oversized body is drained up to a bound before the answer, because closing a
+/// connection with unread data resets it, and the client would never see the 413.
+async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+    let mut collected = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if collected.len() + data.len() > limit {
+            let mut drained = collected.len() + data.len();
+            let _ = tokio::time::timeout(DRAIN_TIME, async {
+                while drained < DRAIN_MAX_BYTES {
+                    match body.frame().await {
+                        Some(Ok(frame)) => {
+                            drained += frame.data_ref().map_or(0, |data| data.len());
+                        }
+                        _ => break,
+                    }
+                }
+            })
+            .await;
+            return Err(BodyError::TooLarge);
+        }
+        collected.extend_from_slice(&data);
+    }
+    Ok(Bytes::from(collected))
+}
+
 fn download(
     request: &Request<Incoming>,
     rest: &str,
@@ -188,7 +230,7 @@ fn download(
         lineage = %lineage,
         file = file.file_name(),
         status = response.status().as_u16(),
-        bytes = response.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).unwrap_or("0"),
+        bytes = response.body().size_hint().exact().unwrap_or(0),
         "download"
     );
     response
@@ -320,7 +362,14 @@ fn store_failure(
 ) -> HttpResponse {
     match failure {
         StoreError::LineageNotFound { .. } => {
-            log.reject(StatusCode::NOT_FOUND, "lineage not found")
+            warn!(
+                client = %log.client,
+                peer = %log.peer,
+                lineage = %lineage,
+                status = 404,
+                "lineage not found"
+            );
+            text_response(StatusCode::NOT_FOUND, "lineage not found")
         }
         StoreError::FileMissing { .. } => {
             error!(client = %log.client, lineage = %lineage, error = %failure, "store file missing");

@@ -34,6 +34,12 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Largest request head (request line and headers) accepted, in bytes.
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 
+/// How long a rejected handshake's connection is drained before it is closed.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+
+/// How many bytes a rejected handshake's connection may send while it is drained.
+const LINGER_BYTES: usize = 64 * 1024;
+
 /// Failure to start the server.
 #[derive(Debug)]
 pub enum ServerError {
@@ -201,14 +207,15 @@ async fn handshake(
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Identity)> {
     let (result, rejected) = REJECTED_CLIENT_CERT
         .scope(RefCell::new(None), async {
-            let result = tokio::time::timeout(timeout, acceptor.accept(stream)).await;
+            let result =
+                tokio::time::timeout(timeout, acceptor.accept(stream).into_fallible()).await;
             (
                 result,
                 REJECTED_CLIENT_CERT.with(|slot| slot.borrow_mut().take()),
             )
         })
         .await;
-    let error = match result {
+    match result {
         Ok(Ok(tls_stream)) => {
             let identity = tls_stream
                 .get_ref()
@@ -216,15 +223,23 @@ async fn handshake(
                 .peer_certificates()
                 .and_then(|certs| certs.first())
                 .map(Identity::from_der)?;
-            return Some((tls_stream, identity));
+            Some((tls_stream, identity))
         }
-        Ok(Err(error)) => error,
+        Ok(Err((error, tcp))) => {
+            log_handshake_failure(peer, &error, rejected);
+            linger(tcp).await;
+            None
+        }
         Err(_) => {
             warn!(peer = %peer, reason = "handshake timed out", "TLS handshake failed");
-            return None;
+            None
         }
-    };
-    let reason = match tls::find_tls_error(&error) {
+    }
+}
+
+/// Logs why a handshake failed, with the rejected certificate when there was one.
+fn log_handshake_failure(peer: SocketAddr, error: &std::io::Error, rejected: Option<Identity>) {
+    let reason = match tls::find_tls_error(error) {
         Some(tls_error) => tls::describe_server_side(tls_error),
         None if error.kind() == std::io::ErrorKind::UnexpectedEof => {
             "connection closed during the handshake".to_owned()
@@ -242,7 +257,27 @@ async fn handshake(
         ),
         None => warn!(peer = %peer, reason = %reason, "TLS handshake failed"),
     }
-    None
+}
+
+/// Closes a rejected connection without a TCP reset.
+///
+/// After its TLS 1.3 Finished, a client may already have sent its request. Closing a
+/// socket with unread data makes the kernel send a reset, which can destroy the alert
+/// before the client reads it; so the write side is shut first and the rest drained.
+async fn linger(mut tcp: TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let _ = tcp.shutdown().await;
+    let mut buffer = [0u8; 4096];
+    let mut total = 0;
+    let _ = tokio::time::timeout(LINGER_TIME, async {
+        while total < LINGER_BYTES {
+            match tcp.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(count) => total += count,
+            }
+        }
+    })
+    .await;
 }
 
 /// Loads the configuration, binds, and serves until SIGTERM or SIGINT.
