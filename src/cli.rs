@@ -25,6 +25,9 @@ pub struct LogArgs {
     /// Log to stderr only, not to syslog
     #[arg(long, global = true)]
     pub no_syslog: bool,
+    /// Also write every log line to stderr
+    #[arg(long, global = true)]
+    pub log_stderr: bool,
     /// Log debug messages too
     #[arg(short, long, global = true)]
     pub verbose: bool,

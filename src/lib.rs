@@ -36,7 +36,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         tag: tag.to_owned(),
         syslog_socket: (!cli.log.no_syslog && !demo).then(|| cli.log.syslog_socket.clone()),
         // A client run by hand shows its log; cron and systemd read syslog.
-        stderr: interactive && cli.log.verbose,
+        stderr: cli.log.log_stderr || (interactive && cli.log.verbose),
         level: match (cli.log.verbose, demo) {
             (true, _) => Level::DEBUG,
             // The demonstration narrates on stdout; its components log warnings only.
