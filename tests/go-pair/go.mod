@@ -1,0 +1,3 @@
+module acme-dl/tests/go-pair
+
+go 1.19

@@ -1,0 +1,616 @@
+//! End-to-end tests of the real binary on loopback: a server over a Certbot-shaped store
+//! and clients syncing from it, including the ways a connection or a request is rejected.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use acme_dl::pki::{Authority, LeafSpec, Usage};
+use support::harness::{
+    Identity, Pki, ServerProcess, anonymous_handshake, describe, raw_request, run_client,
+    write_lineage,
+};
+use tempfile::TempDir;
+
+/// A server over a fresh store, and paths for a client to install into.
+struct Setup {
+    _dir: TempDir,
+    pki: Pki,
+    acme: Authority,
+    certbot: PathBuf,
+    dest: PathBuf,
+    server: ServerProcess,
+}
+
+impl Setup {
+    fn new(lineages: &[&str]) -> Setup {
+        Setup::with_server_args(lineages, &[])
+    }
+
+    fn with_server_args(lineages: &[&str], extra: &[&str]) -> Setup {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(&dir.path().join("pki"), "web412");
+        let acme = Authority::new_root("test ACME CA", 30).unwrap();
+        let certbot = dir.path().join("letsencrypt");
+        std::fs::create_dir_all(certbot.join("live")).unwrap();
+        for lineage in lineages {
+            write_lineage(&certbot, &acme, lineage, 1);
+        }
+        let mut args = vec![
+            "--no-syslog".to_owned(),
+            "--config".to_owned(),
+            "/dev/null".to_owned(),
+            "--certbot-dir".to_owned(),
+            certbot.display().to_string(),
+        ];
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
+        args.extend(pki.server.args());
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        let server = ServerProcess::start(&args);
+        let dest = dir.path().join("dest");
+        Setup {
+            _dir: dir,
+            pki,
+            acme,
+            certbot,
+            dest,
+            server,
+        }
+    }
+
+    fn client_args(&self, identity: &Identity, lineages: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            "--no-syslog".to_owned(),
+            "--config".to_owned(),
+            "/dev/null".to_owned(),
+            "--server".to_owned(),
+            self.server.url(),
+            "--dest".to_owned(),
+            self.dest.display().to_string(),
+        ];
+        args.extend(identity.args());
+        args.extend(lineages.iter().map(|lineage| (*lineage).to_owned()));
+        args
+    }
+
+    fn sync(&self, lineages: &[&str]) -> std::process::Output {
+        run_client(&self.client_args(&self.pki.client, lineages))
+    }
+
+    fn store_file(&self, lineage: &str, name: &str) -> Vec<u8> {
+        std::fs::read(self.certbot.join("live").join(lineage).join(name)).unwrap()
+    }
+
+    fn installed(&self, lineage: &str, name: &str) -> PathBuf {
+        self.dest.join(lineage).join(name)
+    }
+}
+
+fn mtimes(dir: &Path) -> Vec<(String, SystemTime)> {
+    let mut times: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.metadata().unwrap().modified().unwrap(),
+            )
+        })
+        .collect();
+    times.sort();
+    times
+}
+
+fn mode(path: &Path) -> u32 {
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn first_sync_installs_store_files() {
+    let setup = Setup::new(&["example.com"]);
+    let output = setup.sync(&["example.com"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    for name in ["fullchain.pem", "privkey.pem", "chain.pem", "cert.pem"] {
+        let installed = std::fs::read(setup.installed("example.com", name)).unwrap();
+        assert_eq!(
+            installed,
+            setup.store_file("example.com", name),
+            "{name} differs"
+        );
+    }
+    assert_eq!(mode(&setup.installed("example.com", "privkey.pem")), 0o600);
+    assert_eq!(
+        mode(&setup.installed("example.com", "fullchain.pem")),
+        0o644
+    );
+    assert_eq!(mode(&setup.dest.join("example.com")), 0o755);
+    setup.server.wait_for_log(&[
+        "check",
+        "client=web412",
+        "lineage=example.com",
+        "outcome=update-required",
+    ]);
+    setup.server.wait_for_log(&[
+        "download",
+        "lineage=example.com",
+        "file=privkey.pem",
+        "status=200",
+    ]);
+}
+
+#[test]
+fn current_lineage_is_not_touched() {
+    let setup = Setup::new(&["example.com"]);
+    assert_eq!(setup.sync(&["example.com"]).status.code(), Some(0));
+    let before = mtimes(&setup.dest.join("example.com"));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+
+    let output = setup.sync(&["example.com"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(mtimes(&setup.dest.join("example.com")), before);
+    setup
+        .server
+        .wait_for_log(&["check", "lineage=example.com", "outcome=up-to-date"]);
+}
+
+#[test]
+fn renewal_is_installed_on_next_sync() {
+    let setup = Setup::new(&["example.com"]);
+    assert_eq!(setup.sync(&["example.com"]).status.code(), Some(0));
+    let old_key = std::fs::read(setup.installed("example.com", "privkey.pem")).unwrap();
+
+    write_lineage(&setup.certbot, &setup.acme, "example.com", 2);
+    let output = setup.sync(&["example.com"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let new_key = std::fs::read(setup.installed("example.com", "privkey.pem")).unwrap();
+    assert_ne!(new_key, old_key);
+    assert_eq!(new_key, setup.store_file("example.com", "privkey.pem"));
+    assert_eq!(
+        std::fs::read(setup.installed("example.com", "fullchain.pem")).unwrap(),
+        setup.store_file("example.com", "fullchain.pem")
+    );
+}
+
+#[test]
+fn several_lineages_share_one_connection() {
+    let setup = Setup::with_server_args(
+        &["a.example", "b.example", "c.example-0001"],
+        &["--verbose"],
+    );
+    let output = setup.sync(&["a.example", "b.example", "c.example-0001"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    for lineage in ["a.example", "b.example", "c.example-0001"] {
+        assert_eq!(
+            std::fs::read(setup.installed(lineage, "privkey.pem")).unwrap(),
+            setup.store_file(lineage, "privkey.pem")
+        );
+    }
+    setup
+        .server
+        .wait_for_log(&["lineage=c.example-0001", "file=chain.pem"]);
+    let connections = setup.server.log().matches("connection accepted").count();
+    assert_eq!(connections, 1, "log:\n{}", setup.server.log());
+}
+
+#[test]
+fn unknown_lineage_fails_alone() {
+    let setup = Setup::new(&["example.com"]);
+    let output = setup.sync(&["missing.example", "example.com"]);
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("lineage missing.example"), "{stderr}");
+    assert!(stderr.contains("404"), "{stderr}");
+    assert!(setup.installed("example.com", "privkey.pem").exists());
+    assert!(!setup.dest.join("missing.example").exists());
+    setup.server.wait_for_log(&[
+        "lineage not found",
+        "lineage=missing.example",
+        "client=web412",
+    ]);
+}
+
+#[test]
+fn invalid_lineage_is_a_configuration_error() {
+    let setup = Setup::new(&["example.com"]);
+    let output = setup.sync(&["../etc"]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("invalid lineage name"));
+}
+
+#[test]
+fn client_without_certificate_fails_handshake() {
+    let setup = Setup::new(&["example.com"]);
+    let error = anonymous_handshake(setup.server.addr, &setup.pki.server.ca);
+    assert!(
+        error.to_string().contains("CertificateRequired") || error.to_string().contains("alert"),
+        "{error}"
+    );
+    setup.server.wait_for_log(&[
+        "TLS handshake failed",
+        "no client certificate presented",
+        "peer=127.0.0.1:",
+    ]);
+}
+
+#[test]
+fn client_from_another_ca_is_rejected() {
+    let setup = Setup::new(&["example.com"]);
+    let dir = tempfile::tempdir().unwrap();
+    let other = Pki::new(dir.path(), "intruder");
+    // The intruder trusts the real server but holds a certificate from its own CA.
+    let identity = Identity {
+        ca: setup.pki.server.ca.clone(),
+        ..other.client.clone()
+    };
+    let output = run_client(&setup.client_args(&identity, &["example.com"]));
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("does not trust the CA"), "{stderr}");
+    setup.server.wait_for_log(&[
+        "TLS handshake failed",
+        "unknown CA",
+        "subject=\"CN=intruder\"",
+    ]);
+    assert!(!setup.dest.join("example.com").exists());
+}
+
+#[test]
+fn expired_client_certificate_is_rejected() {
+    let setup = Setup::new(&["example.com"]);
+    let mut spec = LeafSpec::new("stale-host", Usage::Client, 30);
+    spec.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(60);
+    spec.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+    let expired = setup.pki.issue("expired", &spec);
+    let output = run_client(&setup.client_args(&expired, &["example.com"]));
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("expired"));
+    setup.server.wait_for_log(&[
+        "TLS handshake failed",
+        "certificate expired",
+        "CN=stale-host",
+    ]);
+}
+
+#[test]
+fn server_certificate_for_other_host_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(&dir.path().join("pki"), "web412");
+    let wrong = pki.issue("wrong", &{
+        let mut spec = LeafSpec::new("other.example", Usage::Server, 30);
+        spec.dns_names = vec!["other.example".to_owned()];
+        spec
+    });
+    let certbot = dir.path().join("letsencrypt");
+    std::fs::create_dir_all(certbot.join("live")).unwrap();
+    let mut args: Vec<String> = [
+        "--no-syslog",
+        "--config",
+        "/dev/null",
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    args.extend(["--certbot-dir".to_owned(), certbot.display().to_string()]);
+    args.extend(wrong.args());
+    let server = ServerProcess::start(&args);
+
+    let mut client: Vec<String> = ["--no-syslog", "--config", "/dev/null", "--server"]
+        .iter()
+        .map(|arg| (*arg).to_owned())
+        .collect();
+    client.push(server.url());
+    client.extend([
+        "--dest".to_owned(),
+        dir.path().join("dest").display().to_string(),
+    ]);
+    client.extend(pki.client.args());
+    client.push("example.com".to_owned());
+    let output = run_client(&client);
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("\"localhost\""), "{stderr}");
+    assert!(stderr.contains("other.example"), "{stderr}");
+}
+
+#[test]
+fn dead_server_is_unreachable() {
+    let setup = Setup::new(&["example.com"]);
+    let mut args = setup.client_args(&setup.pki.client, &["example.com"]);
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let server_index = args.iter().position(|arg| arg == "--server").unwrap() + 1;
+    args[server_index] = format!("https://127.0.0.1:{port}");
+    let output = run_client(&args);
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("connecting failed"));
+}
+
+#[test]
+fn ipv6_loopback_listener_serves() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        support::skip_test("no IPv6 loopback address on this machine");
+        return;
+    }
+    let setup = Setup::with_server_args(&["example.com"], &["--listen", "[::1]:0"]);
+    let mut args = setup.client_args(&setup.pki.client, &["example.com"]);
+    let server_index = args.iter().position(|arg| arg == "--server").unwrap() + 1;
+    args[server_index] = format!("https://[::1]:{}", setup.server.addr.port());
+    let output = run_client(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn sigterm_stops_server_cleanly() {
+    let setup = Setup::new(&["example.com"]);
+    assert_eq!(setup.sync(&["example.com"]).status.code(), Some(0));
+    let Setup { server, _dir, .. } = setup;
+    let log = std::sync::Arc::new(server.log());
+    let status = server.terminate();
+    assert_eq!(status.code(), Some(0), "{log}");
+}
+
+#[test]
+fn missing_syslog_socket_falls_back_to_stderr() {
+    let setup = Setup::new(&["example.com"]);
+    let mut args = setup.client_args(&setup.pki.client, &["example.com"]);
+    args.retain(|arg| arg != "--no-syslog");
+    args.extend(["--syslog-socket".to_owned(), "/nonexistent/log".to_owned()]);
+    let output = run_client(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("syslog socket /nonexistent/log cannot be reached"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("file installed"), "{stderr}");
+}
+
+fn check_body(domain: &str) -> String {
+    let zeros = "0".repeat(64);
+    format!(
+        r#"{{"domain":"{domain}","hashes":{{"fullchain_hash":"{zeros}","privkey_hash":"{zeros}","chain_hash":"{zeros}"}}}}"#
+    )
+}
+
+fn post_check(body: &str) -> Vec<u8> {
+    format!(
+        "POST /api/check HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+fn get(path: &str) -> Vec<u8> {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").into_bytes()
+}
+
+#[test]
+fn hostile_requests_are_rejected() {
+    let setup = Setup::new(&["example.com"]);
+    let key = setup.store_file("example.com", "privkey.pem");
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        (
+            "encoded traversal",
+            get("/download/..%2F..%2Faccounts/privkey.pem"),
+            400,
+        ),
+        (
+            "encoded dots",
+            get("/download/%2e%2e/%2e%2e/etc/passwd"),
+            400,
+        ),
+        (
+            "archive file name",
+            get("/download/example.com/privkey1.pem"),
+            400,
+        ),
+        ("dot segment", get("/download/../privkey.pem"), 400),
+        (
+            "three segments",
+            get("/download/example.com/x/privkey.pem"),
+            400,
+        ),
+        ("one segment", get("/download/example.com"), 400),
+        ("empty lineage", get("/download//privkey.pem"), 400),
+        (
+            "wildcard lineage",
+            get("/download/*.example.com/privkey.pem"),
+            400,
+        ),
+        (
+            "unknown lineage",
+            get("/download/other.example/privkey.pem"),
+            404,
+        ),
+        ("unknown endpoint", get("/etc/passwd"), 404),
+        ("check with GET", get("/api/check"), 405),
+        (
+            "download with POST",
+            post_check_to("/download/example.com/privkey.pem"),
+            405,
+        ),
+        ("not JSON", post_check("domain=example.com"), 400),
+        (
+            "JSON without hashes",
+            post_check(r#"{"domain":"example.com"}"#),
+            400,
+        ),
+        (
+            "traversal in domain",
+            post_check(&check_body("../../etc")),
+            400,
+        ),
+        (
+            "slash in domain",
+            post_check(&check_body("live/example.com")),
+            400,
+        ),
+        (
+            "unknown domain",
+            post_check(&check_body("nothere.example")),
+            404,
+        ),
+        (
+            "bad hash",
+            post_check(&check_body("example.com").replacen("000", "zzz", 1)),
+            400,
+        ),
+    ];
+    for (name, request, expected) in cases {
+        let response = raw_request(setup.server.addr, Some(&setup.pki.client), &request)
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        assert_eq!(response.status, expected, "{name}: {}", response.head);
+        assert!(
+            !response
+                .body
+                .windows(20)
+                .any(|window| key.windows(20).any(|k| k == window)),
+            "{name}: key bytes in the response"
+        );
+    }
+    setup
+        .server
+        .wait_for_log(&["request rejected", "client=web412", "status=400", "..%2F"]);
+}
+
+fn post_check_to(path: &str) -> Vec<u8> {
+    let body = check_body("example.com");
+    format!(
+        "POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[test]
+fn oversized_body_is_rejected() {
+    let setup = Setup::new(&["example.com"]);
+    let body = format!(
+        r#"{{"domain":"example.com","padding":"{}"}}"#,
+        "x".repeat(64 * 1024)
+    );
+    let response = raw_request(
+        setup.server.addr,
+        Some(&setup.pki.client),
+        &post_check(&body),
+    )
+    .unwrap();
+    assert_eq!(response.status, 413, "{}", response.head);
+
+    // Without Content-Length, a chunked body is cut at the same limit.
+    let chunk = "x".repeat(32 * 1024);
+    let mut request = b"POST /api/check HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".to_vec();
+    for _ in 0..4 {
+        request.extend(format!("{:x}\r\n{chunk}\r\n", chunk.len()).as_bytes());
+    }
+    request.extend(b"0\r\n\r\n");
+    let response = raw_request(setup.server.addr, Some(&setup.pki.client), &request).unwrap();
+    assert_eq!(response.status, 413, "{}", response.head);
+}
+
+#[test]
+fn check_and_download_speak_the_deployed_protocol() {
+    let setup = Setup::new(&["example.com"]);
+    let response = raw_request(
+        setup.server.addr,
+        Some(&setup.pki.client),
+        &post_check(&check_body("example.com")),
+    )
+    .unwrap();
+    assert_eq!(response.status, 200);
+    assert!(
+        response
+            .head
+            .to_ascii_lowercase()
+            .contains("content-type: application/json")
+    );
+    let json: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(json["update_required"], true);
+    assert_eq!(
+        json["message"],
+        "Update required: Certificate hashes differ."
+    );
+    let expected = acme_dl::protocol::sha256_hex(&setup.store_file("example.com", "chain.pem"));
+    assert_eq!(json["server_hashes"]["chain_hash"], expected.as_str());
+
+    let response = raw_request(
+        setup.server.addr,
+        Some(&setup.pki.client),
+        &get("/download/example.com/cert.pem"),
+    )
+    .unwrap();
+    assert_eq!(response.status, 200);
+    assert_eq!(response.body, setup.store_file("example.com", "cert.pem"));
+    assert!(
+        response
+            .head
+            .to_ascii_lowercase()
+            .contains("last-modified:")
+    );
+
+    let ranged = b"GET /download/example.com/chain.pem HTTP/1.1\r\nHost: localhost\r\nRange: bytes=0-9\r\nConnection: close\r\n\r\n";
+    let response = raw_request(setup.server.addr, Some(&setup.pki.client), ranged).unwrap();
+    assert_eq!(response.status, 206);
+    assert_eq!(
+        response.body,
+        setup.store_file("example.com", "chain.pem")[..10]
+    );
+
+    let future = httpdate::fmt_http_date(SystemTime::now() + std::time::Duration::from_secs(3600));
+    let conditional = format!(
+        "GET /download/example.com/chain.pem HTTP/1.1\r\nHost: localhost\r\nIf-Modified-Since: {future}\r\nConnection: close\r\n\r\n"
+    );
+    let response = raw_request(
+        setup.server.addr,
+        Some(&setup.pki.client),
+        conditional.as_bytes(),
+    )
+    .unwrap();
+    assert_eq!(response.status, 304);
+}
+
+#[test]
+fn link_outside_store_is_not_served() {
+    let setup = Setup::new(&["example.com"]);
+    let secret = setup._dir.path().join("secret.pem");
+    std::fs::write(&secret, "-----BEGIN SECRET-----\n").unwrap();
+    let chain = setup.certbot.join("live/example.com/chain.pem");
+    std::fs::remove_file(&chain).unwrap();
+    std::os::unix::fs::symlink(&secret, &chain).unwrap();
+    std::fs::remove_file(setup.certbot.join("live/example.com/privkey.pem")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../archive/example.com/privkey9.pem",
+        setup.certbot.join("live/example.com/privkey.pem"),
+    )
+    .unwrap();
+
+    let response = raw_request(
+        setup.server.addr,
+        Some(&setup.pki.client),
+        &get("/download/example.com/chain.pem"),
+    )
+    .unwrap();
+    assert_eq!(response.status, 500);
+    assert!(!String::from_utf8_lossy(&response.body).contains("SECRET"));
+    setup
+        .server
+        .wait_for_log(&["lineage=example.com", "outside the Certbot directory"]);
+
+    let output = setup.sync(&["example.com"]);
+    assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(!setup.dest.join("example.com").exists());
+    setup.server.wait_for_log(&[
+        "lineage=example.com",
+        "privkey.pem is missing: dangling link",
+    ]);
+}

@@ -1,0 +1,349 @@
+//! Starts the real `acme-dl` binary on loopback and builds what it needs: a PKI made with
+//! acme-dl's own generator or with plain OpenSSL commands, and Certbot-shaped stores.
+//!
+//! Servers listen on port 0 of 127.0.0.1 or ::1; the harness reads the bound address from
+//! the "server started" log line on stderr.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use acme_dl::pki::{Authority, LeafSpec, Usage};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+
+/// Path of the binary under test.
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_acme-dl")
+}
+
+/// Certificate and key files of one TLS end, and the CA bundle it trusts.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
+}
+
+impl Identity {
+    /// Returns `--cert X --key Y --ca Z`.
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--cert".into(),
+            self.cert.display().to_string(),
+            "--key".into(),
+            self.key.display().to_string(),
+            "--ca".into(),
+            self.ca.display().to_string(),
+        ]
+    }
+}
+
+/// A CA with its server and client identities, written to a directory.
+pub struct Pki {
+    pub authority: Authority,
+    pub dir: PathBuf,
+    pub server: Identity,
+    pub client: Identity,
+}
+
+impl Pki {
+    /// Makes a CA, a server certificate for localhost, 127.0.0.1 and ::1, and a client
+    /// certificate with common name `client_name`.
+    pub fn new(dir: &Path, client_name: &str) -> Pki {
+        std::fs::create_dir_all(dir).unwrap();
+        let authority = Authority::new_root(&format!("test CA {}", dir.display()), 30).unwrap();
+        std::fs::write(dir.join("ca.crt"), authority.cert_pem()).unwrap();
+        let mut pki = Pki {
+            server: Identity {
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+                ca: dir.join("ca.crt"),
+            },
+            client: Identity {
+                cert: PathBuf::new(),
+                key: PathBuf::new(),
+                ca: dir.join("ca.crt"),
+            },
+            authority,
+            dir: dir.to_owned(),
+        };
+        pki.server = pki.issue_server("server", &["localhost"]);
+        pki.client = pki.issue("client", &LeafSpec::new(client_name, Usage::Client, 30));
+        pki
+    }
+
+    /// Issues a server certificate for `names` plus the loopback addresses.
+    pub fn issue_server(&self, file_stem: &str, names: &[&str]) -> Identity {
+        let mut spec = LeafSpec::new(names[0], Usage::Server, 30);
+        spec.dns_names = names.iter().map(|name| (*name).to_owned()).collect();
+        spec.ip_addresses = vec!["127.0.0.1".parse().unwrap(), "::1".parse().unwrap()];
+        self.issue(file_stem, &spec)
+    }
+
+    /// Issues any leaf and writes `<stem>.crt` and `<stem>.key`.
+    pub fn issue(&self, file_stem: &str, spec: &LeafSpec) -> Identity {
+        let issued = self.authority.issue(spec).unwrap();
+        let cert = self.dir.join(format!("{file_stem}.crt"));
+        let key = self.dir.join(format!("{file_stem}.key"));
+        std::fs::write(&cert, issued.cert_pem).unwrap();
+        std::fs::write(&key, issued.key_pem).unwrap();
+        Identity {
+            cert,
+            key,
+            ca: self.dir.join("ca.crt"),
+        }
+    }
+}
+
+/// Writes version `number` of `lineage` into a Certbot-shaped store under `certbot_dir` and
+/// repoints its `live/` links, as a Certbot renewal does.
+pub fn write_lineage(certbot_dir: &Path, issuer: &Authority, lineage: &str, number: u32) {
+    let archive = certbot_dir.join("archive").join(lineage);
+    let live = certbot_dir.join("live").join(lineage);
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::create_dir_all(&live).unwrap();
+    let mut spec = LeafSpec::new(lineage, Usage::Server, 90);
+    spec.dns_names = vec![lineage.to_owned()];
+    let leaf = issuer.issue(&spec).unwrap();
+    let contents = [
+        ("cert", leaf.cert_pem.clone()),
+        ("chain", issuer.cert_pem().to_owned()),
+        (
+            "fullchain",
+            format!("{}{}", leaf.cert_pem, issuer.cert_pem()),
+        ),
+        ("privkey", leaf.key_pem.clone()),
+    ];
+    for (name, text) in contents {
+        std::fs::write(archive.join(format!("{name}{number}.pem")), text).unwrap();
+        let link = live.join(format!("{name}.pem"));
+        let _ = std::fs::remove_file(&link);
+        symlink(format!("../../archive/{lineage}/{name}{number}.pem"), &link).unwrap();
+    }
+}
+
+/// A running `acme-dl server`, killed on drop.
+pub struct ServerProcess {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl ServerProcess {
+    /// Starts `acme-dl server` with `args` (which must include `--listen ...:0`) and waits
+    /// for it to listen.
+    pub fn start(args: &[String]) -> ServerProcess {
+        let mut child = Command::new(binary())
+            .arg("server")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (sender, receiver) = std::sync::mpsc::channel();
+        let lines = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.split("server started listen=").nth(1) {
+                    let addr = rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    let _ = sender.send(addr);
+                }
+                lines.lock().unwrap().push(line);
+            }
+        });
+        let Ok(addr) = receiver.recv_timeout(Duration::from_secs(20)) else {
+            let _ = child.kill();
+            let status = child.wait().unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "server did not start ({status}); log:\n{}",
+                log.lock().unwrap().join("\n")
+            );
+        };
+        ServerProcess {
+            child,
+            addr: addr.parse().unwrap(),
+            log,
+        }
+    }
+
+    /// Returns `https://localhost:PORT`.
+    pub fn url(&self) -> String {
+        format!("https://localhost:{}", self.addr.port())
+    }
+
+    /// Returns every stderr line so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits up to five seconds for a log line containing all of `parts`, and returns it.
+    pub fn wait_for_log(&self, parts: &[&str]) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .find(|line| parts.iter().all(|part| line.contains(part)))
+                .cloned();
+            if let Some(line) = found {
+                return line;
+            }
+            if Instant::now() > deadline {
+                panic!("no server log line with {parts:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let status = self.child.wait().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        status
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `acme-dl client` with `args` and returns its output.
+pub fn run_client(args: &[String]) -> Output {
+    Command::new(binary())
+        .arg("client")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Formats a client's output for assertion messages.
+pub fn describe(output: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A response read by [`raw_request`].
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+/// Sends raw HTTP/1.1 bytes over mutual TLS with `identity` and reads the response until
+/// the server closes. The request should carry `Connection: close`.
+pub fn raw_request(
+    addr: SocketAddr,
+    identity: Option<&Identity>,
+    request: &[u8],
+) -> std::io::Result<RawResponse> {
+    let config = raw_client_config(identity);
+    let name = ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(config, name).unwrap();
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    // A server may answer and close before the whole request is written; the answer
+    // still counts, so a failed write is not the end.
+    let _ = stream.write_all(request).and_then(|()| stream.flush());
+    let mut bytes = Vec::new();
+    match stream.read_to_end(&mut bytes) {
+        Ok(_) => {}
+        // Servers may close without a TLS close_notify; what arrived still counts.
+        Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof && !bytes.is_empty() => {}
+        Err(error) => return Err(error),
+    }
+    let split = bytes
+        .windows(4)
+        .position(|window| window == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other(format!("no HTTP head in {} bytes", bytes.len())))?;
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    Ok(RawResponse {
+        status,
+        head,
+        body: bytes[split + 4..].to_vec(),
+    })
+}
+
+fn raw_client_config(identity: Option<&Identity>) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ca = match identity {
+        Some(identity) => identity.ca.clone(),
+        None => panic!("raw_request without identity needs raw_request_anonymous"),
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let identity = identity.unwrap();
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&identity.cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&identity.key).unwrap();
+    Arc::new(builder.with_client_auth_cert(chain, key).unwrap())
+}
+
+/// Connects without a client certificate, trusting `ca`, and returns the first read's error.
+pub fn anonymous_handshake(addr: SocketAddr, ca: &Path) -> std::io::Error {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connection =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    let _ = stream.write_all(b"GET /download/x/cert.pem HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut buffer = [0u8; 64];
+    match stream.read(&mut buffer) {
+        Ok(count) => panic!("server answered {count} bytes without a client certificate"),
+        Err(error) => error,
+    }
+}
