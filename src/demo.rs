@@ -1,8 +1,8 @@
 //! `acme-dl demo`: the whole loop on one machine, with nothing but the binary.
 //!
-//! It makes a private CA with server and client certificates, a Certbot-shaped store,
-//! starts the server on a free loopback port, syncs a client directory, renews the
-//! certificate the way Certbot does, syncs again, and syncs once more to show that a
+//! It makes a private CA with server and client certificates and a Certbot-shaped store,
+//! then starts the server on a free loopback port and syncs a client directory. After a
+//! renewal made the way Certbot makes one, it syncs again, and once more to show that a
 //! current copy is left alone. The real server and client code run, in one process.
 
 use std::fs;

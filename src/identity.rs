@@ -11,7 +11,7 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::protocol::sha256_hex;
 
-/// Who a certificate says its holder is.
+/// The holder of a certificate, as its subject and extensions name it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Identity {
     /// Subject common name, if any.

@@ -23,7 +23,7 @@ pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 /// Syslog facility daemon (3), shifted into the priority value as RFC 3164 defines it.
 const FACILITY_DAEMON: u8 = 3 << 3;
 
-/// Where log lines go and how many of them.
+/// Log destinations and verbosity.
 #[derive(Debug, Clone)]
 pub struct LogOptions {
     /// Tag of every syslog line, for example `acme-dl`.

@@ -56,7 +56,7 @@ pub struct Issued {
     pub key_pem: String,
 }
 
-/// What an issued certificate may be used for.
+/// Extended key usage of an issued certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Usage {
     /// TLS server (serverAuth).
@@ -80,7 +80,7 @@ pub struct LeafSpec {
 }
 
 impl LeafSpec {
-    /// A certificate valid from an hour ago for `days` days.
+    /// Creates a spec valid from an hour ago for `days` days, with an ECDSA P-256 key.
     pub fn new(common_name: &str, usage: Usage, days: i64) -> LeafSpec {
         let now = OffsetDateTime::now_utc();
         LeafSpec {
@@ -104,7 +104,8 @@ pub struct Authority {
 
 fn serial() -> SerialNumber {
     let mut bytes = [0u8; 16];
-    // ring's system random source only fails when the kernel has none to give.
+    // NOTE: a failing system random source leaves the serial all zeros; ring reads
+    // getrandom(2), which does not fail once the kernel's pool is initialized.
     let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
     bytes[0] &= 0x7f;
     SerialNumber::from_slice(&bytes)

@@ -24,7 +24,7 @@ pub const CHECK_PATH: &str = "/api/check";
 /// Path prefix of the download endpoint: `/download/<lineage>/<file>`.
 pub const DOWNLOAD_PREFIX: &str = "/download/";
 
-/// One file of a Certbot lineage that the protocol knows by name.
+/// One file of a Certbot lineage that the protocol names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SetFile {
     Fullchain,

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-/// How a run of acme-dl ended.
+/// Exit status of a run of acme-dl.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExitStatus {
     /// Every requested lineage is current or was updated; the server stopped cleanly.

@@ -32,7 +32,7 @@ pub struct StoreSet {
     pub hashes: SetHashes,
 }
 
-/// Why a store file could not be served.
+/// Failure to serve a store file.
 #[derive(Debug)]
 pub enum StoreError {
     /// `live/<lineage>` does not exist.

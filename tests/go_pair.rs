@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use acme_dl::pki::Authority;
 use support::harness::{
-    Identity, Pki, ServerProcess, describe, raw_request, run_client, write_lineage,
+    Identity, Pki, ServerProcess, anonymous_handshake, describe, raw_request, run_client,
+    write_lineage,
 };
 use tempfile::TempDir;
 
@@ -31,7 +32,8 @@ struct GoPair {
 
 impl GoPair {
     /// Builds both programs from `tests/go-pair/` into cargo's temporary directory for
-    /// integration tests. The Go build cache lives there too, so a later run only links.
+    /// integration tests. The Go build cache lives there too, so a later run reuses the compiled
+    /// packages.
     fn build(go: &Path) -> GoPair {
         let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go-pair");
         let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("go-pair");
@@ -46,7 +48,7 @@ impl GoPair {
                 .args(["build", "-o"])
                 .arg(output)
                 .arg(package)
-                // Keep the build offline and independent of the user's Go settings: the pair
+                // Keep the build offline and independent of the user's Go settings. The pair
                 // uses only the standard library, so nothing needs to be fetched.
                 .env("GOPROXY", "off")
                 .env("GOTOOLCHAIN", "local")
@@ -351,7 +353,7 @@ fn stderr_text(output: &Output) -> String {
 // The Go client against acme-dl's server.
 
 #[test]
-fn go_client_first_sync_from_acme_dl() {
+fn go_client_first_sync_installs() {
     let Some(setup) = Setup::new(&["example.com"]) else {
         return;
     };
@@ -399,7 +401,7 @@ fn go_client_first_sync_from_acme_dl() {
 }
 
 #[test]
-fn go_client_repeat_sync_from_acme_dl_changes_nothing() {
+fn go_client_repeat_sync_is_noop() {
     let Some(setup) = Setup::new(&["example.com"]) else {
         return;
     };
@@ -423,7 +425,7 @@ fn go_client_repeat_sync_from_acme_dl_changes_nothing() {
 }
 
 #[test]
-fn go_client_fetches_renewal_from_acme_dl() {
+fn go_client_fetches_renewal() {
     let Some(setup) = Setup::new(&["example.com"]) else {
         return;
     };
@@ -441,7 +443,7 @@ fn go_client_fetches_renewal_from_acme_dl() {
 }
 
 #[test]
-fn go_client_fails_on_unknown_lineage_at_acme_dl() {
+fn go_client_unknown_lineage_fails() {
     let Some(setup) = Setup::new(&["example.com"]) else {
         return;
     };
@@ -452,13 +454,13 @@ fn go_client_fails_on_unknown_lineage_at_acme_dl() {
     let stderr = stderr_text(&output);
     assert!(stderr.contains("404"), "{stderr}");
     assert!(!setup.dest.join("other.example").exists());
-    server.wait_for_log(&["request rejected", "client=web412", "status=404"]);
+    server.wait_for_log(&["client=web412", "status=404"]);
 }
 
 // acme-dl's client against the Go server.
 
 #[test]
-fn acme_dl_client_first_sync_from_go() {
+fn acme_dl_client_first_sync_installs() {
     let Some(setup) = Setup::new(&["example.com"]) else {
         return;
     };
@@ -490,7 +492,7 @@ fn acme_dl_client_first_sync_from_go() {
 }
 
 #[test]
-fn acme_dl_client_repeat_sync_from_go_changes_nothing() {
+fn acme_dl_client_repeat_sync_is_noop() {
     let Some(setup) = Setup::new(&["example.com"]) else {
         return;
     };
@@ -521,7 +523,7 @@ fn acme_dl_client_repeat_sync_from_go_changes_nothing() {
 }
 
 #[test]
-fn acme_dl_client_fetches_renewal_from_go() {
+fn acme_dl_client_fetches_renewal() {
     let Some(setup) = Setup::new(&["example.com"]) else {
         return;
     };
@@ -544,7 +546,7 @@ fn acme_dl_client_fetches_renewal_from_go() {
 }
 
 #[test]
-fn acme_dl_client_unknown_lineage_at_go_is_rejected() {
+fn acme_dl_client_unknown_lineage_rejected() {
     let Some(setup) = Setup::new(&["example.com"]) else {
         return;
     };
@@ -559,7 +561,7 @@ fn acme_dl_client_unknown_lineage_at_go_is_rejected() {
 }
 
 #[test]
-fn acme_dl_client_syncs_several_lineages_from_go() {
+fn acme_dl_client_syncs_several_lineages() {
     let lineages = [
         "example.com",
         "www.example.org-0001",
@@ -791,7 +793,7 @@ fn go_server_fixture_follows_contract() {
         }
     }
 
-    // Matching hashes get the short answer without server_hashes.
+    // Matching hashes get a response without server_hashes.
     let hash = |name: &str| acme_dl::protocol::sha256_hex(&setup.store_file("example.com", name));
     let current = format!(
         r#"{{"domain":"example.com","hashes":{{"fullchain_hash":"{}","privkey_hash":"{}","chain_hash":"{}"}}}}"#,
@@ -810,6 +812,11 @@ fn go_server_fixture_follows_contract() {
     assert_eq!(json["update_required"], false);
     assert_eq!(json["message"], "Certificates are up to date.");
     assert!(json.get("server_hashes").is_none(), "{json}");
+
+    // A client without a certificate fails in the TLS handshake, before HTTP:
+    // anonymous_handshake panics when the server sends a response.
+    anonymous_handshake(server.addr, &setup.client_identity.ca);
+    server.wait_for_log_lines(&["TLS handshake error"], 1);
 }
 
 // A PKI made the way the deployed pair's guide makes it: RSA 2048 keys in PKCS#1 form.
@@ -911,10 +918,10 @@ fn rsa_pkcs1_pki_works_across_pairs() {
         "/CN=web-rsa",
         "extendedKeyUsage=clientAuth\n",
     );
-    let first_key_line = std::fs::read_to_string(&client_identity.key).unwrap();
+    let client_key_pem = std::fs::read_to_string(&client_identity.key).unwrap();
     assert!(
-        first_key_line.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
-        "{first_key_line}"
+        client_key_pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"),
+        "{client_key_pem}"
     );
     let setup = Setup::with_identities(go, dir, server_identity, client_identity, &["example.com"]);
     let go_server = setup.start_go_server();

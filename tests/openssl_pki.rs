@@ -1,5 +1,5 @@
-//! A PKI made with plain OpenSSL commands, the way the deployed pair's guide makes it
-//! (RSA 2048 in PKCS#1 form), works with acme-dl unchanged; so do PKCS#8 and SEC1 keys.
+//! A PKI made with plain OpenSSL commands, as the deployed pair's guide makes it with
+//! RSA 2048 keys in PKCS#1 form, works with acme-dl unchanged. So do PKCS#8 and SEC1 keys.
 
 mod support;
 

@@ -40,11 +40,12 @@ impl Setup {
         }
         let mut args = vec![
             "--no-syslog".to_owned(),
-            "--config".to_owned(),
-            "/dev/null".to_owned(),
             "--certbot-dir".to_owned(),
             certbot.display().to_string(),
         ];
+        if !extra.contains(&"--config") {
+            args.extend(["--config".to_owned(), "/dev/null".to_owned()]);
+        }
         if !extra.contains(&"--listen") {
             args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
         }
@@ -242,7 +243,7 @@ fn client_from_another_ca_is_rejected() {
     let setup = Setup::new(&["example.com"]);
     let dir = tempfile::tempdir().unwrap();
     let other = Pki::new(dir.path(), "intruder");
-    // The intruder trusts the real server but holds a certificate from its own CA.
+    // The intruder trusts the real server, but its certificate comes from another CA.
     let identity = Identity {
         ca: setup.pki.server.ca.clone(),
         ..other.client.clone()
@@ -613,4 +614,57 @@ fn link_outside_store_is_not_served() {
         "lineage=example.com",
         "privkey.pem is missing: dangling link",
     ]);
+}
+
+#[test]
+fn slow_and_idle_connections_are_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(&config, "header_timeout_secs = 1\nidle_timeout_secs = 2\n").unwrap();
+    let setup = Setup::with_server_args(&["example.com"], &["--config", config.to_str().unwrap()]);
+
+    // Half a request head, then silence: the header timeout closes the connection.
+    let started = std::time::Instant::now();
+    let result = raw_request(
+        setup.server.addr,
+        Some(&setup.pki.client),
+        b"GET /download/example.com/chain.pem HTTP/1.1\r\nHost: loc",
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        result.is_err() || result.as_ref().unwrap().status == 408,
+        "{result:?}"
+    );
+    assert!(
+        elapsed < std::time::Duration::from_secs(5),
+        "closed after {elapsed:?}"
+    );
+
+    // Nothing at all after the handshake: the idle timeout closes the connection.
+    let started = std::time::Instant::now();
+    let result = raw_request(setup.server.addr, Some(&setup.pki.client), b"");
+    let elapsed = started.elapsed();
+    assert!(result.is_err(), "{result:?}");
+    assert!(
+        elapsed < std::time::Duration::from_secs(6),
+        "closed after {elapsed:?}"
+    );
+
+    // A legitimate client is still served.
+    assert_eq!(setup.sync(&["example.com"]).status.code(), Some(0));
+}
+
+#[test]
+fn key_is_private_under_open_umask() {
+    let setup = Setup::new(&["example.com"]);
+    let mut command = std::process::Command::new("sh");
+    command
+        .arg("-c")
+        .arg("umask 000; exec \"$0\" client \"$@\"");
+    command.arg(support::harness::binary());
+    command.args(setup.client_args(&setup.pki.client, &["example.com"]));
+    let output = command.output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(mode(&setup.installed("example.com", "privkey.pem")), 0o600);
+    assert_eq!(mode(&setup.installed("example.com", "chain.pem")), 0o644);
 }

@@ -212,8 +212,8 @@ impl Connection {
                 reason: format!("reading the response failed: {error}"),
             }),
             Err(error) => {
-                // When the connection itself failed, its error says why; the request's
-                // own error only says that the connection went away.
+                // When the connection itself failed, its error carries the cause, while
+                // the request's own error only reports that the connection went away.
                 if let Some(driver) = self.driver.take()
                     && let Ok(Ok(Err(connection_error))) =
                         tokio::time::timeout(Duration::from_secs(1), driver).await

@@ -24,7 +24,7 @@ use crate::tls;
 
 pub use connection::{Connection, ServerUrl};
 
-/// Why a lineage could not be synchronized.
+/// Failure to synchronize a lineage.
 #[derive(Debug)]
 pub enum SyncError {
     /// Bad settings: URL, TLS files.
@@ -67,7 +67,7 @@ impl fmt::Display for SyncError {
 
 impl std::error::Error for SyncError {}
 
-/// What happened to one lineage.
+/// Result of synchronizing one lineage.
 #[derive(Debug)]
 pub enum LineageOutcome {
     UpToDate,

@@ -165,8 +165,8 @@ enum BodyError {
 
 /// Reads a body of at most `limit` bytes.
 ///
-/// An oversized body is drained up to a bound before the answer, because closing a
-/// connection with unread data resets it, and the client would never see the 413.
+/// An oversized body is drained up to a bound before the response is sent, because
+/// closing a connection with unread data resets it, and the client would never see the 413.
 async fn read_body(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
     let mut collected = Vec::new();
     while let Some(frame) = body.frame().await {
@@ -304,7 +304,7 @@ enum RangeRequest {
     /// Inclusive byte positions.
     Satisfiable(usize, usize),
     Unsatisfiable,
-    /// Malformed or multiple ranges: RFC 9110 allows answering with the whole file.
+    /// Malformed or multiple ranges: RFC 9110 allows sending the whole file.
     Ignore,
 }
 

@@ -1,7 +1,8 @@
 //! A stream wrapper that fails once no byte has moved for a given time.
 //!
-//! hyper's header timeout bounds how long one request's headers may take; this bounds
-//! how long a kept-alive connection may sit silent, so idle clients do not pin sockets.
+//! hyper's header timeout bounds how long one request's headers may take. This wrapper
+//! bounds how long a kept-alive connection may stay silent, so idle clients do not pin
+//! sockets.
 
 use std::io;
 use std::pin::Pin;

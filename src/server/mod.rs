@@ -263,7 +263,7 @@ fn log_handshake_failure(peer: SocketAddr, error: &std::io::Error, rejected: Opt
 ///
 /// After its TLS 1.3 Finished, a client may already have sent its request. Closing a
 /// socket with unread data makes the kernel send a reset, which can destroy the alert
-/// before the client reads it; so the write side is shut first and the rest drained.
+/// before the client reads it. So the write side is shut first and the rest drained.
 async fn linger(mut tcp: TcpStream) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let _ = tcp.shutdown().await;

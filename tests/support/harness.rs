@@ -272,8 +272,8 @@ pub fn raw_request(
     let tcp = TcpStream::connect(addr)?;
     tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut stream = rustls::StreamOwned::new(connection, tcp);
-    // A server may answer and close before the whole request is written; the answer
-    // still counts, so a failed write is not the end.
+    // A server may respond and close before the whole request is written. The response
+    // still counts, so a failed write does not end the exchange.
     let _ = stream.write_all(request).and_then(|()| stream.flush());
     let mut bytes = Vec::new();
     match stream.read_to_end(&mut bytes) {

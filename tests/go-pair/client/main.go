@@ -5,12 +5,15 @@
 //
 // For each domain argument the client sends the SHA-256 hashes of its local
 // fullchain.pem, privkey.pem and chain.pem to POST /api/check and, when the
-// server answers update_required, downloads all three files over the same
-// keep-alive connection. The fixture keeps the deployed client's known
-// weaknesses on purpose: it truncates and rewrites each file in place with
-// mode 0600, verifies nothing before it does, has no timeout and no retry, stops
-// at the first response whose status is not 200, and exits 0 whether or not it
-// changed files.
+// server returns "update_required": true, downloads all three files over the
+// same keep-alive connection.
+//
+// The fixture keeps the deployed client's known weaknesses on purpose:
+//   - It truncates and rewrites each file in place with mode 0600, and verifies
+//     nothing before it does.
+//   - It has no timeout and no retry.
+//   - It stops at the first response whose status is not 200.
+//   - It exits 0 whether or not it changed files.
 //
 // The deployed client logs to syslog (facility daemon, priority info) and exits
 // when syslog cannot be reached. This fixture logs the same events to standard
@@ -163,8 +166,8 @@ func downloadFile(client *http.Client, base, domain, name, path string) {
 	if response.StatusCode != http.StatusOK {
 		log.Fatalf("download of %s for %s failed: server returned %s: %s", name, domain, response.Status, strings.TrimSpace(string(data)))
 	}
-	// os.WriteFile truncates an existing file and keeps its mode; it applies
-	// 0600 only to a file that it creates.
+	// os.WriteFile truncates an existing file and keeps its mode, because it
+	// applies 0600 only to a file that it creates.
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		log.Fatalf("writing %s failed: %v", path, err)
 	}

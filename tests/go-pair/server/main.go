@@ -3,10 +3,11 @@
 // tests can run against it. It is not the deployed code, whose source the
 // project does not have.
 //
-// The fixture keeps the deployed server's known weaknesses on purpose: any
-// client with a certificate from the CA may download any domain, the domain is
-// cut to its last path component with filepath.Base, an unknown domain answers
-// 500, and the files are hashed again on every request.
+// The fixture keeps the deployed server's known weaknesses on purpose:
+//   - Any client with a certificate from the CA may download any domain.
+//   - The domain is cut to its last path component with filepath.Base.
+//   - An unknown domain returns 500.
+//   - The files are hashed again on every request.
 //
 // The deployed server logs to syslog (facility daemon, priority info) and exits
 // when syslog cannot be reached. This fixture logs the same events to standard
