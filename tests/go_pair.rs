@@ -813,7 +813,7 @@ fn go_server_fixture_follows_contract() {
     assert_eq!(json["message"], "Certificates are up to date.");
     assert!(json.get("server_hashes").is_none(), "{json}");
 
-    // A client without a certificate fails in the TLS handshake, before HTTP:
+    // A client without a certificate fails in the TLS handshake, before HTTP.
     // anonymous_handshake panics when the server sends a response.
     anonymous_handshake(server.addr, &setup.client_identity.ca);
     server.wait_for_log_lines(&["TLS handshake error"], 1);
