@@ -10,12 +10,14 @@ pub mod identity;
 pub mod install;
 pub mod lineage;
 pub mod logging;
+pub mod pem;
 pub mod pki;
 pub mod protocol;
 pub mod server;
 pub mod status;
 pub mod store;
 pub mod tls;
+pub mod verify;
 
 use std::io::IsTerminal;
 

@@ -1,0 +1,531 @@
+//! Verification of a downloaded certificate set before it may replace an installed one.
+//!
+//! Every check works on the bytes as downloaded. It covers the announced hashes, the PEM
+//! structure, the key matching the leaf, and the full chain being the leaf followed by the
+//! chain. It also checks that the first chain certificate signed the leaf, the validity
+//! period, and the names.
+//! Writing the set to disk is left to `install`.
+
+use std::fmt;
+use std::time::SystemTime;
+
+use rustls::pki_types::{
+    CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer,
+};
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::lineage::LineageName;
+use crate::pem::{self, PemBlock};
+use crate::protocol::{SetFile, SetHashes, sha256_hex};
+
+/// The downloaded bytes of a set.
+#[derive(Debug, Clone)]
+pub struct DownloadedSet {
+    pub fullchain: Vec<u8>,
+    pub privkey: Vec<u8>,
+    pub chain: Vec<u8>,
+}
+
+impl DownloadedSet {
+    /// Returns the bytes of one protocol file.
+    pub fn get(&self, file: SetFile) -> &[u8] {
+        match file {
+            SetFile::Fullchain | SetFile::Cert => &self.fullchain,
+            SetFile::Privkey => &self.privkey,
+            SetFile::Chain => &self.chain,
+        }
+    }
+}
+
+/// The check that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    Hash,
+    Pem,
+    PrivateKey,
+    KeyMismatch,
+    Chain,
+    Signature,
+    Validity,
+    Names,
+}
+
+/// A failed verification, naming the check and the file.
+#[derive(Debug, Clone)]
+pub struct VerifyError {
+    pub check: Check,
+    pub file: SetFile,
+    pub detail: String,
+}
+
+impl fmt::Display for VerifyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.file.file_name(), self.detail)
+    }
+}
+
+impl std::error::Error for VerifyError {}
+
+fn fail(check: Check, file: SetFile, detail: impl Into<String>) -> VerifyError {
+    VerifyError {
+        check,
+        file,
+        detail: detail.into(),
+    }
+}
+
+/// Facts about a verified set, for logs and for installing `cert.pem`.
+#[derive(Debug, Clone)]
+pub struct VerifiedSet {
+    /// The leaf certificate alone, as a PEM block.
+    pub leaf_pem: Vec<u8>,
+    /// Serial number of the leaf, lower-case hex.
+    pub serial: String,
+    /// End of the leaf's validity, seconds since the Unix epoch.
+    pub not_after: i64,
+}
+
+/// Verifies a downloaded set for `lineage` at time `now`.
+///
+/// `announced` is what the check response promised; `names` are the names the leaf must
+/// cover, by default the lineage name without Certbot's `-NNNN` suffix.
+pub fn verify_set(
+    lineage: &LineageName,
+    set: &DownloadedSet,
+    announced: Option<&SetHashes>,
+    names: &[String],
+    now: SystemTime,
+) -> Result<VerifiedSet, VerifyError> {
+    if let Some(announced) = announced {
+        for file in crate::protocol::SET_FILES {
+            let actual = sha256_hex(set.get(file));
+            let expected = announced.get(file).unwrap_or_default();
+            if actual != expected {
+                return Err(fail(
+                    Check::Hash,
+                    file,
+                    format!(
+                        "SHA-256 {actual} differs from {expected} announced by the check; the set \
+                         probably changed on the server during the download"
+                    ),
+                ));
+            }
+        }
+    }
+
+    let fullchain = certificates(SetFile::Fullchain, &set.fullchain)?;
+    let chain = certificates(SetFile::Chain, &set.chain)?;
+    let key = private_key(&set.privkey)?;
+
+    if fullchain.len() != chain.len() + 1 || fullchain[1..] != chain[..] {
+        return Err(fail(
+            Check::Chain,
+            SetFile::Fullchain,
+            format!(
+                "expected the leaf followed by the {} certificate(s) of chain.pem, found {} \
+                 certificate(s) that do not match",
+                chain.len(),
+                fullchain.len()
+            ),
+        ));
+    }
+    let leaf_der = &fullchain[0];
+    let leaf = parse_certificate(SetFile::Fullchain, leaf_der)?;
+    let issuer = parse_certificate(SetFile::Chain, &chain[0])?;
+
+    check_key_matches(leaf_der, key, lineage)?;
+    if leaf.issuer() != issuer.subject() {
+        return Err(fail(
+            Check::Signature,
+            SetFile::Chain,
+            format!(
+                "the first chain certificate ({}) is not the issuer of the leaf ({})",
+                issuer.subject(),
+                leaf.issuer()
+            ),
+        ));
+    }
+    leaf.verify_signature(Some(issuer.public_key()))
+        .map_err(|error| {
+            fail(
+                Check::Signature,
+                SetFile::Chain,
+                format!(
+                    "the leaf's signature does not verify with the first chain certificate: {error}"
+                ),
+            )
+        })?;
+    check_validity(&leaf, now)?;
+    check_names(&leaf, names)?;
+
+    Ok(VerifiedSet {
+        leaf_pem: first_block(&set.fullchain),
+        serial: leaf.raw_serial_as_string().replace(':', ""),
+        not_after: leaf.validity().not_after.timestamp(),
+    })
+}
+
+/// Returns the names a lineage's certificate must cover by default: the lineage name
+/// without Certbot's `-NNNN` suffix.
+pub fn default_names(lineage: &LineageName) -> Vec<String> {
+    let name = lineage.as_str();
+    let base = match name.rsplit_once('-') {
+        Some((base, suffix)) if suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_digit()) => {
+            base
+        }
+        _ => name,
+    };
+    vec![base.to_ascii_lowercase()]
+}
+
+fn certificates(file: SetFile, data: &[u8]) -> Result<Vec<CertificateDer<'static>>, VerifyError> {
+    let blocks = pem::parse(data).map_err(|error| fail(Check::Pem, file, error.to_string()))?;
+    let mut certs = Vec::with_capacity(blocks.len());
+    for block in blocks {
+        if block.label != "CERTIFICATE" {
+            return Err(fail(
+                Check::Pem,
+                file,
+                format!(
+                    "unexpected {} block; only CERTIFICATE blocks belong here",
+                    block.label
+                ),
+            ));
+        }
+        certs.push(CertificateDer::from(block.der));
+    }
+    if certs.is_empty() {
+        return Err(fail(Check::Pem, file, "no CERTIFICATE block found"));
+    }
+    Ok(certs)
+}
+
+fn private_key(data: &[u8]) -> Result<PrivateKeyDer<'static>, VerifyError> {
+    let file = SetFile::Privkey;
+    let blocks = pem::parse(data).map_err(|error| fail(Check::Pem, file, error.to_string()))?;
+    let mut keys = blocks
+        .into_iter()
+        .filter(|block| block.label != "EC PARAMETERS");
+    let Some(block) = keys.next() else {
+        return Err(fail(
+            Check::PrivateKey,
+            file,
+            "no private key found in the file",
+        ));
+    };
+    if keys.next().is_some() {
+        return Err(fail(
+            Check::PrivateKey,
+            file,
+            "more than one PEM block; expected one private key",
+        ));
+    }
+    key_from_block(block)
+}
+
+fn key_from_block(block: PemBlock) -> Result<PrivateKeyDer<'static>, VerifyError> {
+    let file = SetFile::Privkey;
+    if block.encrypted || block.label == "ENCRYPTED PRIVATE KEY" {
+        return Err(fail(
+            Check::PrivateKey,
+            file,
+            "the private key is encrypted; services need it unencrypted, so it cannot be installed",
+        ));
+    }
+    match block.label.as_str() {
+        "PRIVATE KEY" => Ok(PrivatePkcs8KeyDer::from(block.der).into()),
+        "RSA PRIVATE KEY" => Ok(PrivatePkcs1KeyDer::from(block.der).into()),
+        "EC PRIVATE KEY" => Ok(PrivateSec1KeyDer::from(block.der).into()),
+        other => Err(fail(
+            Check::PrivateKey,
+            file,
+            format!(
+                "{other} block is not a private key; expected PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY"
+            ),
+        )),
+    }
+}
+
+fn parse_certificate<'a>(
+    file: SetFile,
+    der: &'a CertificateDer<'_>,
+) -> Result<X509Certificate<'a>, VerifyError> {
+    X509Certificate::from_der(der.as_ref())
+        .map(|(_, cert)| cert)
+        .map_err(|error| fail(Check::Pem, file, format!("invalid certificate: {error}")))
+}
+
+fn check_key_matches(
+    leaf: &CertificateDer<'_>,
+    key: PrivateKeyDer<'static>,
+    lineage: &LineageName,
+) -> Result<(), VerifyError> {
+    let signing_key = rustls::crypto::ring::sign::any_supported_type(&key).map_err(|error| {
+        fail(
+            Check::PrivateKey,
+            SetFile::Privkey,
+            format!("unsupported or invalid private key (RSA, ECDSA P-256/P-384 and Ed25519 are supported): {error}"),
+        )
+    })?;
+    let certified = rustls::sign::CertifiedKey::new(vec![leaf.clone().into_owned()], signing_key);
+    certified.keys_match().map_err(|error| {
+        fail(
+            Check::KeyMismatch,
+            SetFile::Privkey,
+            format!("private key does not match certificate of lineage {lineage} ({error})"),
+        )
+    })
+}
+
+fn check_validity(leaf: &X509Certificate<'_>, now: SystemTime) -> Result<(), VerifyError> {
+    let now = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let validity = leaf.validity();
+    if now < validity.not_before.timestamp() {
+        return Err(fail(
+            Check::Validity,
+            SetFile::Fullchain,
+            format!(
+                "the certificate is not valid before {}",
+                validity.not_before
+            ),
+        ));
+    }
+    if now > validity.not_after.timestamp() {
+        return Err(fail(
+            Check::Validity,
+            SetFile::Fullchain,
+            format!("the certificate expired on {}", validity.not_after),
+        ));
+    }
+    Ok(())
+}
+
+fn check_names(leaf: &X509Certificate<'_>, names: &[String]) -> Result<(), VerifyError> {
+    let mut presented: Vec<String> = Vec::new();
+    if let Ok(Some(san)) = leaf.subject_alternative_name() {
+        for name in &san.value.general_names {
+            if let GeneralName::DNSName(dns) = name {
+                presented.push(dns.to_ascii_lowercase());
+            }
+        }
+    }
+    for name in names {
+        let name = name.to_ascii_lowercase();
+        if !presented.iter().any(|pattern| name_covered(pattern, &name)) {
+            return Err(fail(
+                Check::Names,
+                SetFile::Fullchain,
+                format!("the certificate does not cover {name}; it is valid for {presented:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Returns true when a certificate name covers a lineage name. A wildcard covers one label
+/// and, because Certbot names a wildcard lineage after its base domain, the base domain.
+fn name_covered(pattern: &str, name: &str) -> bool {
+    if pattern == name {
+        return true;
+    }
+    let Some(base) = pattern.strip_prefix("*.") else {
+        return false;
+    };
+    name == base
+        || name
+            .split_once('.')
+            .is_some_and(|(label, rest)| !label.is_empty() && rest == base)
+}
+
+fn first_block(fullchain: &[u8]) -> Vec<u8> {
+    const END: &[u8] = b"-----END CERTIFICATE-----";
+    let start = fullchain
+        .windows(11)
+        .position(|window| window == b"-----BEGIN ")
+        .unwrap_or(0);
+    let end = fullchain[start..]
+        .windows(END.len())
+        .position(|window| window == END)
+        .map_or(fullchain.len(), |position| start + position + END.len());
+    let mut block = fullchain[start..end].to_vec();
+    block.push(b'\n');
+    block
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Authority, KeyAlgorithm, LeafSpec, Usage};
+
+    struct Fixture {
+        lineage: LineageName,
+        set: DownloadedSet,
+    }
+
+    fn fixture(algorithm: KeyAlgorithm) -> Fixture {
+        let root = Authority::new_root("verify test root", 30).unwrap();
+        let intermediate = root
+            .new_intermediate("verify test intermediate", 30)
+            .unwrap();
+        let mut spec = LeafSpec::new("example.com", Usage::Server, 30);
+        spec.dns_names = vec!["example.com".into(), "*.example.com".into()];
+        spec.algorithm = algorithm;
+        let leaf = intermediate.issue(&spec).unwrap();
+        Fixture {
+            lineage: LineageName::parse("example.com-0001").unwrap(),
+            set: DownloadedSet {
+                fullchain: format!("{}{}", leaf.cert_pem, intermediate.cert_pem()).into_bytes(),
+                privkey: leaf.key_pem.into_bytes(),
+                chain: intermediate.cert_pem().as_bytes().to_vec(),
+            },
+        }
+    }
+
+    fn verify(fixture: &Fixture) -> Result<VerifiedSet, VerifyError> {
+        let names = default_names(&fixture.lineage);
+        verify_set(
+            &fixture.lineage,
+            &fixture.set,
+            None,
+            &names,
+            SystemTime::now(),
+        )
+    }
+
+    #[test]
+    fn valid_sets_pass_for_each_key_type() {
+        for algorithm in [
+            KeyAlgorithm::EcdsaP256,
+            KeyAlgorithm::EcdsaP384,
+            KeyAlgorithm::Ed25519,
+        ] {
+            let verified = verify(&fixture(algorithm)).unwrap();
+            assert!(
+                verified
+                    .leaf_pem
+                    .starts_with(b"-----BEGIN CERTIFICATE-----")
+            );
+        }
+    }
+
+    #[test]
+    fn key_of_another_set_is_a_mismatch() {
+        let mut first = fixture(KeyAlgorithm::EcdsaP256);
+        let second = fixture(KeyAlgorithm::EcdsaP256);
+        first.set.privkey = second.set.privkey;
+        let error = verify(&first).unwrap_err();
+        assert_eq!(error.check, Check::KeyMismatch);
+        assert!(
+            error
+                .to_string()
+                .contains("private key does not match certificate"),
+            "{error}"
+        );
+        assert!(error.to_string().contains("example.com-0001"), "{error}");
+    }
+
+    #[test]
+    fn chain_of_another_set_is_rejected() {
+        let mut first = fixture(KeyAlgorithm::EcdsaP256);
+        first.set.chain = fixture(KeyAlgorithm::EcdsaP256).set.chain;
+        assert_eq!(verify(&first).unwrap_err().check, Check::Chain);
+    }
+
+    #[test]
+    fn wrong_issuer_signature_is_rejected() {
+        let mut first = fixture(KeyAlgorithm::EcdsaP256);
+        let other = fixture(KeyAlgorithm::EcdsaP256);
+        let leaf_end = first.set.fullchain.len() - first.set.chain.len();
+        let mut fullchain = first.set.fullchain[..leaf_end].to_vec();
+        fullchain.extend_from_slice(&other.set.chain);
+        first.set.fullchain = fullchain;
+        first.set.chain = other.set.chain;
+        // Same subject names, different key: the issuer check passes, the signature does not.
+        assert_eq!(verify(&first).unwrap_err().check, Check::Signature);
+    }
+
+    #[test]
+    fn hash_mismatch_names_the_file() {
+        let fixture = fixture(KeyAlgorithm::EcdsaP256);
+        let mut hashes = SetHashes {
+            fullchain_hash: sha256_hex(&fixture.set.fullchain),
+            privkey_hash: sha256_hex(&fixture.set.privkey),
+            chain_hash: sha256_hex(&fixture.set.chain),
+        };
+        hashes.chain_hash = "0".repeat(64);
+        let names = default_names(&fixture.lineage);
+        let error = verify_set(
+            &fixture.lineage,
+            &fixture.set,
+            Some(&hashes),
+            &names,
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        assert_eq!(error.check, Check::Hash);
+        assert_eq!(error.file, SetFile::Chain);
+    }
+
+    #[test]
+    fn encrypted_and_missing_keys_are_explicit() {
+        let mut fixture = fixture(KeyAlgorithm::EcdsaP256);
+        fixture.set.privkey =
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAQID\n-----END ENCRYPTED PRIVATE KEY-----\n"
+                .to_vec();
+        let error = verify(&fixture).unwrap_err();
+        assert_eq!(error.check, Check::PrivateKey);
+        assert!(error.to_string().contains("encrypted"), "{error}");
+
+        fixture.set.privkey = b"no key here\n".to_vec();
+        let error = verify(&fixture).unwrap_err();
+        assert!(error.to_string().contains("no private key"), "{error}");
+    }
+
+    #[test]
+    fn expired_and_future_certificates_are_rejected() {
+        let fixture = fixture(KeyAlgorithm::EcdsaP256);
+        let names = default_names(&fixture.lineage);
+        let later = SystemTime::now() + std::time::Duration::from_secs(60 * 86_400);
+        let error = verify_set(&fixture.lineage, &fixture.set, None, &names, later).unwrap_err();
+        assert_eq!(error.check, Check::Validity);
+        let earlier = SystemTime::now() - std::time::Duration::from_secs(86_400);
+        let error = verify_set(&fixture.lineage, &fixture.set, None, &names, earlier).unwrap_err();
+        assert_eq!(error.check, Check::Validity);
+    }
+
+    #[test]
+    fn names_must_cover_lineage() {
+        let fixture = fixture(KeyAlgorithm::EcdsaP256);
+        let names = vec!["other.example".to_owned()];
+        let error = verify_set(
+            &fixture.lineage,
+            &fixture.set,
+            None,
+            &names,
+            SystemTime::now(),
+        )
+        .unwrap_err();
+        assert_eq!(error.check, Check::Names);
+        assert!(error.to_string().contains("other.example"), "{error}");
+    }
+
+    #[test]
+    fn wildcard_coverage_rules() {
+        assert!(name_covered("*.example.com", "www.example.com"));
+        assert!(name_covered("*.example.com", "example.com"));
+        assert!(!name_covered("*.example.com", "a.b.example.com"));
+        assert!(!name_covered("*.example.com", "example.org"));
+        assert!(name_covered("example.com", "example.com"));
+    }
+
+    #[test]
+    fn certbot_suffix_is_stripped_from_default_names() {
+        let lineage = LineageName::parse("Example.com-0003").unwrap();
+        assert_eq!(default_names(&lineage), vec!["example.com".to_owned()]);
+        let lineage = LineageName::parse("shop-2024").unwrap();
+        assert_eq!(default_names(&lineage), vec!["shop".to_owned()]);
+    }
+}
