@@ -33,6 +33,8 @@ pub struct LogArgs {
     pub verbose: bool,
 }
 
+// The arguments are parsed once per process, so their size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the lineages of a Certbot directory to clients with a certificate from the CA
@@ -91,7 +93,41 @@ pub struct ClientArgs {
     /// Seconds allowed for each request and its response [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub request_timeout: Option<u64>,
-    /// Lineages to fetch, for example example.com; added to those of the configuration file
+    /// Seconds allowed for the whole run, retries and hooks included [default: 300]
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<u64>,
+    /// Retries after a transient failure (refused, timed out, 503), with backoff [default: 3]
+    #[arg(long, value_name = "N")]
+    pub retries: Option<u32>,
+    /// Wait a random delay up to DURATION first, for example 30m, so a fleet started by cron
+    /// does not reach the server in the same second [default: 0]
+    #[arg(long, value_name = "DURATION")]
+    pub splay: Option<String>,
+    /// Command run once after the run when any lineage changed, for example
+    /// "systemctl reload nginx"
+    #[arg(long, value_name = "COMMAND")]
+    pub on_change: Option<String>,
+    /// Command run before on_change, for example "nginx -t"; when it fails, the previous
+    /// sets are restored and the run fails
+    #[arg(long, value_name = "COMMAND")]
+    pub check: Option<String>,
+    /// Seconds a hook may run before it is killed [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub hook_timeout: Option<u64>,
+    /// Previous sets kept per lineage for --rollback [default: 2]
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Lock file that keeps two runs from installing at once [default: DEST/.acme-dl-client.lock]
+    #[arg(long, value_name = "FILE")]
+    pub lock_file: Option<PathBuf>,
+    /// Exit 1 when a lineage was updated, 0 when nothing changed, as git diff --exit-code does
+    #[arg(long)]
+    pub exit_code: bool,
+    /// Switch the named lineages back to their previous set, run their hooks, and exit
+    #[arg(long)]
+    pub rollback: bool,
+    /// Lineages to fetch, for example example.com [default: every lineage of the
+    /// configuration file]
     #[arg(value_name = "LINEAGE")]
     pub lineages: Vec<String>,
 }

@@ -126,14 +126,13 @@ async fn demonstrate(root: &Path, keep: bool) -> Result<(), DemoError> {
     println!("3. Started the server on {url}; it accepts only clients with a certificate");
     println!("   from the demo CA.");
 
-    let client_settings = ClientSettings {
-        server: url.clone(),
-        dest: layout.client_live.clone(),
-        tls: tls_files(&layout.tls, "client"),
-        connect_timeout: Duration::from_secs(10),
-        request_timeout: Duration::from_secs(30),
-        lineages: vec![LineageName::parse(DEMO_LINEAGE).map_err(|e| step_failed("lineage")(&e))?],
-    };
+    let lineage = LineageName::parse(DEMO_LINEAGE).map_err(|e| step_failed("lineage")(&e))?;
+    let client_settings = ClientSettings::with_defaults(
+        url.clone(),
+        layout.client_live.clone(),
+        tls_files(&layout.tls, "client"),
+        vec![lineage],
+    );
     let installed = layout.client_live.join(DEMO_LINEAGE);
 
     let report = sync(&client_settings).await?;
@@ -184,10 +183,13 @@ async fn demonstrate(root: &Path, keep: bool) -> Result<(), DemoError> {
 }
 
 async fn sync(settings: &ClientSettings) -> Result<RunReport, DemoError> {
-    let report = client::sync(settings).await.map_err(|failure| DemoError {
-        status: failure.exit_status(),
-        message: format!("client run failed: {failure}"),
-    })?;
+    let deadline = std::time::Instant::now() + settings.run_timeout;
+    let report = client::sync(settings, deadline)
+        .await
+        .map_err(|failure| DemoError {
+            status: failure.exit_status(),
+            message: format!("client run failed: {failure}"),
+        })?;
     if let Some((lineage, LineageOutcome::Failed(failure))) = report.outcomes.first() {
         return Err(DemoError {
             status: failure.exit_status(),

@@ -8,6 +8,8 @@ use std::process::ExitCode;
 pub enum ExitStatus {
     /// Every requested lineage is current or was updated; the server stopped cleanly.
     Success,
+    /// A lineage was updated and `--exit-code` was given.
+    Updated,
     /// Bad flags or configuration: unreadable or invalid file, URL, certificate or key.
     Config,
     /// The server could not be reached: refused, timed out, or its certificate failed.
@@ -19,6 +21,11 @@ pub enum ExitStatus {
     Verification,
     /// Reading or writing local files failed; the old files are kept.
     Install,
+    /// Files were updated but a hook failed, or a check command failed and the previous
+    /// sets were restored.
+    HookFailed,
+    /// Another run held the lock for the whole run timeout.
+    Locked,
 }
 
 impl ExitStatus {
@@ -26,11 +33,14 @@ impl ExitStatus {
     pub fn code(self) -> u8 {
         match self {
             ExitStatus::Success => 0,
+            ExitStatus::Updated => 1,
             ExitStatus::Config => 2,
             ExitStatus::Unreachable => 3,
             ExitStatus::Rejected => 4,
             ExitStatus::Verification => 5,
             ExitStatus::Install => 6,
+            ExitStatus::HookFailed => 7,
+            ExitStatus::Locked => 8,
         }
     }
 }

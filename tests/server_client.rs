@@ -372,7 +372,7 @@ fn missing_syslog_socket_falls_back_to_stderr() {
         stderr.contains("syslog socket /nonexistent/log cannot be reached"),
         "{stderr}"
     );
-    assert!(stderr.contains("file installed"), "{stderr}");
+    assert!(stderr.contains("set installed"), "{stderr}");
 }
 
 fn check_body(domain: &str) -> String {

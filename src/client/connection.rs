@@ -99,6 +99,20 @@ impl std::fmt::Display for ServerUrl {
 pub struct Reply {
     pub status: StatusCode,
     pub body: Bytes,
+    /// The Retry-After header, in seconds or as an HTTP date.
+    pub retry_after: Option<Duration>,
+}
+
+fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
+    let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(
+        date.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 /// The run's connection to the server.
@@ -186,12 +200,13 @@ impl Connection {
         let exchange = async {
             let response = sender.send_request(build()).await?;
             let status = response.status();
+            let retry_after = retry_after(response.headers());
             let body = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
                 .map_err(|error| std::io::Error::other(error.to_string()))
                 .map(|collected| collected.to_bytes());
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, body))
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((status, retry_after, body))
         };
         let result = tokio::time::timeout(self.request_timeout, exchange)
             .await
@@ -203,11 +218,15 @@ impl Connection {
                 ),
             })?;
         match result {
-            Ok((status, Ok(body))) => {
+            Ok((status, retry_after, Ok(body))) => {
                 self.sender = Some(sender);
-                Ok(Reply { status, body })
+                Ok(Reply {
+                    status,
+                    body,
+                    retry_after,
+                })
             }
-            Ok((_, Err(error))) => Err(SyncError::Unreachable {
+            Ok((_, _, Err(error))) => Err(SyncError::Unreachable {
                 server,
                 reason: format!("reading the response failed: {error}"),
             }),

@@ -1,28 +1,34 @@
 //! The client: for each lineage, compare local hashes with the server's, fetch the set
-//! when it is stale, check it against the announced hashes and install it.
+//! when it is stale, verify it as a whole and install it; then run the hooks.
 //!
-//! All lineages of a run share one connection. Each lineage succeeds or fails on its own,
-//! and the run's exit status reports the first failure. Writing files is left to `install`.
+//! All lineages of a run share one connection. Each lineage succeeds or fails on its own.
+//! Checking a set is left to `verify`, writing it to `install`, commands to `hooks`.
 
+mod backoff;
 mod connection;
+mod hooks;
+mod lock;
 
 use std::fmt;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{error, info, warn};
 
-use crate::config::ClientSettings;
-use crate::install::{self, NewFile};
+use crate::config::{ClientSettings, LineageSettings};
+use crate::install::{self, InstallOptions, NewFile};
 use crate::lineage::LineageName;
 use crate::protocol::{
-    CHECK_PATH, CheckRequest, CheckResponse, DOWNLOAD_PREFIX, MISSING_FILE_HASH, SET_FILES,
-    SetFile, SetHashes, sha256_hex,
+    CHECK_PATH, CheckRequest, CheckResponse, DOWNLOAD_PREFIX, MISSING_FILE_HASH, SetHashes,
+    sha256_hex,
 };
 use crate::status::ExitStatus;
 use crate::tls;
+use crate::verify::{self, DownloadedSet};
 
 pub use connection::{Connection, ServerUrl};
+use hooks::HookContext;
 
 /// Failure to synchronize a lineage.
 #[derive(Debug)]
@@ -31,10 +37,15 @@ pub enum SyncError {
     Config(String),
     /// No trustworthy connection to the server: refused, timed out, or its certificate failed.
     Unreachable { server: String, reason: String },
+    /// The server is saturated or restarting (503, 429); worth retrying later.
+    Unavailable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// The server refused: an HTTP error status, or a TLS alert against our certificate.
     Rejected { reason: String },
-    /// The downloaded files are not what the server announced.
-    Verification { file: SetFile, reason: String },
+    /// The downloaded set failed a check; nothing was installed.
+    Verification(verify::VerifyError),
     /// Reading or writing the local files failed.
     Local(String),
 }
@@ -44,11 +55,21 @@ impl SyncError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             SyncError::Config(_) => ExitStatus::Config,
-            SyncError::Unreachable { .. } => ExitStatus::Unreachable,
+            SyncError::Unreachable { .. } | SyncError::Unavailable { .. } => {
+                ExitStatus::Unreachable
+            }
             SyncError::Rejected { .. } => ExitStatus::Rejected,
-            SyncError::Verification { .. } => ExitStatus::Verification,
+            SyncError::Verification(_) => ExitStatus::Verification,
             SyncError::Local(_) => ExitStatus::Install,
         }
+    }
+
+    /// Returns true for failures that a later attempt may not meet.
+    fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SyncError::Unreachable { .. } | SyncError::Unavailable { .. }
+        )
     }
 }
 
@@ -57,9 +78,10 @@ impl fmt::Display for SyncError {
         match self {
             SyncError::Config(reason) | SyncError::Local(reason) => f.write_str(reason),
             SyncError::Unreachable { server, reason } => write!(f, "server {server}: {reason}"),
+            SyncError::Unavailable { reason, .. } => write!(f, "server unavailable: {reason}"),
             SyncError::Rejected { reason } => write!(f, "rejected by the server: {reason}"),
-            SyncError::Verification { file, reason } => {
-                write!(f, "verification of {} failed: {reason}", file.file_name())
+            SyncError::Verification(failure) => {
+                write!(f, "verification failed, nothing installed: {failure}")
             }
         }
     }
@@ -71,33 +93,59 @@ impl std::error::Error for SyncError {}
 #[derive(Debug)]
 pub enum LineageOutcome {
     UpToDate,
-    Updated { files: Vec<PathBuf> },
+    Updated(Update),
     Failed(SyncError),
+    /// Installed, then put back because a check command failed.
+    Restored {
+        command: String,
+        reason: String,
+    },
+}
+
+/// What an update installed.
+#[derive(Debug, Clone)]
+pub struct Update {
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub serial: String,
+    /// The version that was current before, for restoring it.
+    previous: Option<PathBuf>,
 }
 
 /// The result of a run: one outcome per lineage, in the order requested.
 #[derive(Debug)]
 pub struct RunReport {
     pub outcomes: Vec<(LineageName, LineageOutcome)>,
+    /// The first on_change command that failed, with its reason.
+    pub hook_failure: Option<String>,
 }
 
 impl RunReport {
-    /// Returns 0 when every lineage is current or updated, else the first failure's status.
-    pub fn exit_status(&self) -> ExitStatus {
-        self.outcomes
-            .iter()
-            .find_map(|(_, outcome)| match outcome {
-                LineageOutcome::Failed(error) => Some(error.exit_status()),
-                _ => None,
-            })
-            .unwrap_or(ExitStatus::Success)
+    /// Returns the run's status: the first failed lineage's, else a hook failure, else
+    /// success (or `Updated` with `--exit-code` when something changed).
+    pub fn exit_status(&self, exit_code: bool) -> ExitStatus {
+        let first_failure = self.outcomes.iter().find_map(|(_, outcome)| match outcome {
+            LineageOutcome::Failed(failure) => Some(failure.exit_status()),
+            LineageOutcome::Restored { .. } => Some(ExitStatus::HookFailed),
+            _ => None,
+        });
+        if let Some(status) = first_failure {
+            return status;
+        }
+        if self.hook_failure.is_some() {
+            return ExitStatus::HookFailed;
+        }
+        if exit_code && self.changed() {
+            return ExitStatus::Updated;
+        }
+        ExitStatus::Success
     }
 
-    /// Returns true when any lineage was updated.
+    /// Returns true when any lineage was updated and kept.
     pub fn changed(&self) -> bool {
         self.outcomes
             .iter()
-            .any(|(_, outcome)| matches!(outcome, LineageOutcome::Updated { .. }))
+            .any(|(_, outcome)| matches!(outcome, LineageOutcome::Updated(_)))
     }
 
     /// Writes one line per lineage, for people running the client by hand.
@@ -106,17 +154,28 @@ impl RunReport {
         for (lineage, outcome) in &self.outcomes {
             let line = match outcome {
                 LineageOutcome::UpToDate => format!("{lineage}: up to date\n"),
-                LineageOutcome::Updated { files } => {
-                    let names: Vec<String> = files
+                LineageOutcome::Updated(update) => {
+                    let names: Vec<String> = update
+                        .files
                         .iter()
                         .filter_map(|path| path.file_name())
                         .map(|name| name.to_string_lossy().into_owned())
                         .collect();
-                    format!("{lineage}: updated ({})\n", names.join(", "))
+                    format!(
+                        "{lineage}: updated ({}), serial {}\n",
+                        names.join(", "),
+                        update.serial
+                    )
                 }
-                LineageOutcome::Failed(error) => format!("{lineage}: FAILED: {error}\n"),
+                LineageOutcome::Failed(failure) => format!("{lineage}: FAILED: {failure}\n"),
+                LineageOutcome::Restored { command, reason } => format!(
+                    "{lineage}: RESTORED to the previous set because check {command:?} {reason}\n"
+                ),
             };
             text.push_str(&line);
+        }
+        if let Some(failure) = &self.hook_failure {
+            text.push_str(&format!("hook FAILED: {failure}\n"));
         }
         text
     }
@@ -124,7 +183,40 @@ impl RunReport {
 
 /// Runs the client with resolved settings and returns its exit status.
 pub async fn run(settings: ClientSettings) -> ExitStatus {
-    let report = match sync(&settings).await {
+    if settings.rollback {
+        return rollback(&settings).await;
+    }
+    let started = Instant::now();
+    if !settings.splay.is_zero() {
+        let delay = backoff::random_below(settings.splay);
+        info!(
+            delay_ms = delay.as_millis() as u64,
+            "waiting a random delay before the run (splay)"
+        );
+        tokio::time::sleep(delay).await;
+    }
+    let deadline = Instant::now() + settings.run_timeout;
+    let _lock = match lock::acquire(&settings.lock_file, deadline).await {
+        Ok(Some(lock)) => lock,
+        Ok(None) => {
+            error!(lock = %settings.lock_file.display(), "another run held the lock for the whole run timeout");
+            eprintln!(
+                "acme-dl: error: another run holds the lock {}; nothing was done",
+                settings.lock_file.display()
+            );
+            return ExitStatus::Locked;
+        }
+        Err(failure) => {
+            error!(lock = %settings.lock_file.display(), error = %failure, "opening the lock file failed");
+            eprintln!(
+                "acme-dl: error: opening the lock file {}: {failure}",
+                settings.lock_file.display()
+            );
+            return ExitStatus::Install;
+        }
+    };
+
+    let mut report = match sync(&settings, deadline).await {
         Ok(report) => report,
         Err(failure) => {
             error!(error = %failure, "client run failed");
@@ -132,17 +224,25 @@ pub async fn run(settings: ClientSettings) -> ExitStatus {
             return failure.exit_status();
         }
     };
+    run_hooks(&settings, &mut report).await;
+    let status = report.exit_status(settings.exit_code);
+    info!(
+        changed = report.changed(),
+        status = status.code(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "client run finished"
+    );
     if std::io::stdout().is_terminal() {
         print!("{}", report.summary());
     }
-    report.exit_status()
+    status
 }
 
-/// Synchronizes every lineage of the settings over one connection.
-pub async fn sync(settings: &ClientSettings) -> Result<RunReport, SyncError> {
+/// Synchronizes every lineage of the settings over one connection, without hooks.
+pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunReport, SyncError> {
     let url = ServerUrl::parse(&settings.server).map_err(SyncError::Config)?;
-    let config =
-        tls::client_config(&settings.tls).map_err(|error| SyncError::Config(error.to_string()))?;
+    let config = tls::client_config(&settings.tls)
+        .map_err(|failure| SyncError::Config(failure.to_string()))?;
     let mut connection = Connection::new(
         url,
         config,
@@ -156,111 +256,208 @@ pub async fn sync(settings: &ClientSettings) -> Result<RunReport, SyncError> {
         "client run started"
     );
 
+    let options = InstallOptions {
+        keep_previous: settings.keep_previous,
+        ..InstallOptions::default()
+    };
     let mut outcomes = Vec::with_capacity(settings.lineages.len());
     for lineage in &settings.lineages {
-        let outcome = match sync_lineage(&mut connection, &settings.dest, lineage).await {
+        let options = InstallOptions {
+            ownership: lineage.ownership,
+            ..options
+        };
+        let outcome = match sync_with_retries(
+            &mut connection,
+            lineage,
+            &options,
+            settings.retries,
+            deadline,
+        )
+        .await
+        {
             Ok(outcome) => outcome,
             Err(failure) => {
-                error!(lineage = %lineage, status = failure.exit_status().code(), error = %failure, "lineage failed");
-                eprintln!("acme-dl: error: lineage {lineage}: {failure}");
+                log_failure(&lineage.name, &failure);
                 LineageOutcome::Failed(failure)
             }
         };
-        outcomes.push((lineage.clone(), outcome));
+        outcomes.push((lineage.name.clone(), outcome));
     }
-    let report = RunReport { outcomes };
-    info!(
-        changed = report.changed(),
-        status = report.exit_status().code(),
-        "client run finished"
-    );
-    Ok(report)
+    Ok(RunReport {
+        outcomes,
+        hook_failure: None,
+    })
+}
+
+fn log_failure(lineage: &LineageName, failure: &SyncError) {
+    match failure {
+        SyncError::Verification(check) => error!(
+            lineage = %lineage,
+            file = check.file.file_name(),
+            check = ?check.check,
+            error = %check.detail,
+            "verification failed; nothing installed"
+        ),
+        _ => error!(
+            lineage = %lineage,
+            status = failure.exit_status().code(),
+            error = %failure,
+            "lineage failed"
+        ),
+    }
+    eprintln!("acme-dl: error: lineage {lineage}: {failure}");
+}
+
+/// Retries a lineage after transient failures, with backoff, until `deadline`.
+async fn sync_with_retries(
+    connection: &mut Connection,
+    lineage: &LineageSettings,
+    options: &InstallOptions,
+    retries: u32,
+    deadline: Instant,
+) -> Result<LineageOutcome, SyncError> {
+    let mut attempt = 0;
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let result =
+            match tokio::time::timeout(remaining, sync_lineage(connection, lineage, options)).await
+            {
+                Ok(result) => result,
+                Err(_) => {
+                    return Err(SyncError::Unreachable {
+                        server: connection.url().to_string(),
+                        reason: "the run timeout expired".to_owned(),
+                    });
+                }
+            };
+        let failure = match result {
+            Err(failure) if failure.is_transient() && attempt < retries => failure,
+            other => return other,
+        };
+        let retry_after = match &failure {
+            SyncError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        };
+        let delay = backoff::delay(attempt, retry_after);
+        if Instant::now() + delay >= deadline {
+            return Err(failure);
+        }
+        attempt += 1;
+        warn!(
+            lineage = %lineage.name,
+            attempt = attempt,
+            delay_ms = delay.as_millis() as u64,
+            error = %failure,
+            "transient failure; retrying"
+        );
+        tokio::time::sleep(delay).await;
+    }
 }
 
 /// Checks one lineage and installs a new set when the server has one.
 async fn sync_lineage(
     connection: &mut Connection,
-    dest: &Path,
-    lineage: &LineageName,
+    lineage: &LineageSettings,
+    options: &InstallOptions,
 ) -> Result<LineageOutcome, SyncError> {
-    let dir = dest.join(lineage.as_str());
-    let local = local_hashes(&dir)?;
+    let name = &lineage.name;
+    let local = local_hashes(lineage)?;
     let request = CheckRequest {
-        domain: lineage.to_string(),
-        hashes: local.clone(),
+        domain: name.to_string(),
+        hashes: local,
     };
-    let body = serde_json::to_vec(&request).map_err(|error| SyncError::Local(error.to_string()))?;
+    let body =
+        serde_json::to_vec(&request).map_err(|failure| SyncError::Local(failure.to_string()))?;
     let reply = connection.post_json(CHECK_PATH, body).await?;
     ensure_ok(&reply, "check")?;
     let answer: CheckResponse =
-        serde_json::from_slice(&reply.body).map_err(|error| SyncError::Rejected {
-            reason: format!("the check response is not valid JSON: {error}"),
+        serde_json::from_slice(&reply.body).map_err(|failure| SyncError::Rejected {
+            reason: format!("the check response is not valid JSON: {failure}"),
         })?;
     if !answer.update_required {
-        info!(lineage = %lineage, outcome = "up-to-date", "check");
+        info!(lineage = %name, outcome = "up-to-date", "check");
         return Ok(LineageOutcome::UpToDate);
     }
-    info!(lineage = %lineage, outcome = "update-required", "check");
+    info!(lineage = %name, outcome = "update-required", "check");
     if answer.server_hashes.is_none() {
-        warn!(lineage = %lineage, "server sent no hashes; downloads are installed unverified");
+        warn!(lineage = %name, "server sent no hashes; the set is verified without them");
     }
 
-    let mut files = Vec::with_capacity(SET_FILES.len() + 1);
-    for file in SET_FILES {
-        let path = format!("{DOWNLOAD_PREFIX}{lineage}/{}", file.file_name());
+    let mut downloaded = Vec::with_capacity(3);
+    for file in crate::protocol::SET_FILES {
+        let path = format!("{DOWNLOAD_PREFIX}{name}/{}", file.file_name());
         let reply = connection.get(&path).await?;
         ensure_ok(&reply, file.file_name())?;
-        if let Some(expected) = answer
-            .server_hashes
-            .as_ref()
-            .and_then(|hashes| hashes.get(file))
-        {
-            let actual = sha256_hex(&reply.body);
-            if actual != expected {
-                return Err(SyncError::Verification {
-                    file,
-                    reason: format!(
-                        "SHA-256 {actual} differs from {expected} announced by the check; the \
-                         set probably changed on the server during the download, so the next \
-                         run will fetch it again"
-                    ),
-                });
-            }
-        }
-        if reply.body.is_empty() {
-            return Err(SyncError::Verification {
-                file,
-                reason: "the file is empty".to_owned(),
-            });
-        }
-        let mode = if file.is_private_key() {
-            install::KEY_MODE
-        } else {
-            install::CERT_MODE
-        };
-        files.push(NewFile {
-            name: file.file_name(),
-            contents: reply.body.to_vec(),
-            mode,
-        });
+        downloaded.push(reply.body.to_vec());
     }
-    if let Some(leaf) = files
-        .first()
-        .and_then(|fullchain| first_pem_block(&fullchain.contents))
-    {
-        files.push(NewFile {
-            name: SetFile::Cert.file_name(),
-            contents: leaf,
-            mode: install::CERT_MODE,
-        });
-    }
+    let [fullchain, privkey, chain] = <[Vec<u8>; 3]>::try_from(downloaded)
+        .unwrap_or_else(|_| unreachable!("three files were downloaded"));
+    let set = DownloadedSet {
+        fullchain,
+        privkey,
+        chain,
+    };
+    let verified = verify::verify_set(
+        name,
+        &set,
+        answer.server_hashes.as_ref(),
+        &lineage.names,
+        SystemTime::now(),
+    )
+    .map_err(SyncError::Verification)?;
 
-    install::install_files(&dir, &files).map_err(|error| SyncError::Local(error.to_string()))?;
-    let paths: Vec<PathBuf> = files.iter().map(|file| dir.join(file.name)).collect();
+    let files = set_files(lineage, &set, &verified.leaf_pem);
+    let installed =
+        tokio::task::block_in_place(|| install::install_set(&lineage.dir, &files, options))
+            .map_err(|failure| SyncError::Local(failure.to_string()))?;
+    let paths: Vec<PathBuf> = files
+        .iter()
+        .map(|file| lineage.dir.join(&file.name))
+        .collect();
     for path in &paths {
-        info!(lineage = %lineage, path = %path.display(), "file installed");
+        info!(lineage = %name, path = %path.display(), "file installed");
     }
-    Ok(LineageOutcome::Updated { files: paths })
+    info!(
+        lineage = %name,
+        dir = %lineage.dir.display(),
+        version = %installed.version.display(),
+        serial = %verified.serial,
+        not_after = verified.not_after,
+        "set installed"
+    );
+    Ok(LineageOutcome::Updated(Update {
+        dir: lineage.dir.clone(),
+        files: paths,
+        serial: verified.serial,
+        previous: installed.previous,
+    }))
+}
+
+/// Builds the files of a lineage from a verified set: the protocol files, the leaf and
+/// the combined PEM when configured.
+fn set_files(lineage: &LineageSettings, set: &DownloadedSet, leaf_pem: &[u8]) -> Vec<NewFile> {
+    let file = |name: &str, contents: &[u8], private: bool| NewFile {
+        name: name.to_owned(),
+        contents: contents.to_vec(),
+        private,
+    };
+    let mut files = vec![
+        file(&lineage.fullchain, &set.fullchain, false),
+        file(&lineage.privkey, &set.privkey, true),
+        file(&lineage.chain, &set.chain, false),
+    ];
+    if let Some(cert) = &lineage.cert {
+        files.push(file(cert, leaf_pem, false));
+    }
+    if let Some(combined) = &lineage.combined {
+        let mut contents = set.fullchain.clone();
+        if !contents.ends_with(b"\n") {
+            contents.push(b'\n');
+        }
+        contents.extend_from_slice(&set.privkey);
+        files.push(file(combined, &contents, true));
+    }
+    files
 }
 
 fn ensure_ok(reply: &connection::Reply, what: &str) -> Result<(), SyncError> {
@@ -269,74 +466,225 @@ fn ensure_ok(reply: &connection::Reply, what: &str) -> Result<(), SyncError> {
     }
     let body = String::from_utf8_lossy(&reply.body);
     let detail: String = body.trim().chars().take(200).collect();
-    Err(SyncError::Rejected {
-        reason: format!("{what}: HTTP {}: {detail}", reply.status),
-    })
+    let reason = format!("{what}: HTTP {}: {detail}", reply.status);
+    if reply.status == hyper::StatusCode::SERVICE_UNAVAILABLE
+        || reply.status == hyper::StatusCode::TOO_MANY_REQUESTS
+    {
+        return Err(SyncError::Unavailable {
+            reason,
+            retry_after: reply.retry_after,
+        });
+    }
+    Err(SyncError::Rejected { reason })
 }
 
 /// Hashes the local copies; a missing file hashes to 64 zeros, as the protocol requires.
-fn local_hashes(dir: &Path) -> Result<SetHashes, SyncError> {
-    let hash = |file: SetFile| -> Result<String, SyncError> {
-        let path = dir.join(file.file_name());
+fn local_hashes(lineage: &LineageSettings) -> Result<SetHashes, SyncError> {
+    let hash = |name: &str| -> Result<String, SyncError> {
+        let path = lineage.dir.join(name);
         match std::fs::read(&path) {
             Ok(bytes) => Ok(sha256_hex(&bytes)),
-            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            Err(failure) if failure.kind() == std::io::ErrorKind::NotFound => {
                 Ok(MISSING_FILE_HASH.to_owned())
             }
-            Err(error) => Err(SyncError::Local(format!(
-                "reading {}: {error}",
+            Err(failure) => Err(SyncError::Local(format!(
+                "reading {}: {failure}",
                 path.display()
             ))),
         }
     };
     Ok(SetHashes {
-        fullchain_hash: hash(SetFile::Fullchain)?,
-        privkey_hash: hash(SetFile::Privkey)?,
-        chain_hash: hash(SetFile::Chain)?,
+        fullchain_hash: hash(&lineage.fullchain)?,
+        privkey_hash: hash(&lineage.privkey)?,
+        chain_hash: hash(&lineage.chain)?,
     })
 }
 
-/// Returns the first PEM block of a file, with its trailing newline: the leaf of a full chain.
-fn first_pem_block(pem: &[u8]) -> Option<Vec<u8>> {
-    const BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
-    const END: &[u8] = b"-----END CERTIFICATE-----";
-    let start = find(pem, BEGIN)?;
-    let end = start + find(&pem[start..], END)? + END.len();
-    let mut block = pem[start..end].to_vec();
-    block.push(b'\n');
-    Some(block)
+/// Runs check commands, restoring the lineages whose check failed, then on_change commands.
+async fn run_hooks(settings: &ClientSettings, report: &mut RunReport) {
+    let hooks_of = |name: &LineageName| {
+        settings
+            .lineages
+            .iter()
+            .find(|lineage| &lineage.name == name)
+            .map(|lineage| &lineage.hooks)
+    };
+    let changed = |report: &RunReport| -> Vec<(LineageName, Update)> {
+        report
+            .outcomes
+            .iter()
+            .filter_map(|(name, outcome)| match outcome {
+                LineageOutcome::Updated(update) => Some((name.clone(), update.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+
+    let checks = commands(&changed(report), |name| {
+        [
+            hooks_of(name).and_then(|hooks| hooks.check.clone()),
+            settings.hooks.check.clone(),
+        ]
+    });
+    for (command, context, lineages) in checks {
+        let Err(failure) = hooks::run("check", &command, &context, settings.hook_timeout).await
+        else {
+            continue;
+        };
+        for (name, outcome) in report.outcomes.iter_mut() {
+            let LineageOutcome::Updated(update) = outcome else {
+                continue;
+            };
+            if !lineages.contains(name) {
+                continue;
+            }
+            match install::restore(&update.dir, update.previous.as_deref()) {
+                Ok(()) => {
+                    warn!(lineage = %name, command = %command, "check failed; previous set restored")
+                }
+                Err(restore_failure) => {
+                    error!(lineage = %name, error = %restore_failure, "restoring the previous set failed")
+                }
+            }
+            eprintln!(
+                "acme-dl: error: lineage {name}: check {command:?} {failure}; previous set restored"
+            );
+            *outcome = LineageOutcome::Restored {
+                command: command.clone(),
+                reason: failure.to_string(),
+            };
+        }
+    }
+
+    let reloads = commands(&changed(report), |name| {
+        [
+            hooks_of(name).and_then(|hooks| hooks.on_change.clone()),
+            settings.hooks.on_change.clone(),
+        ]
+    });
+    for (command, context, _) in reloads {
+        if let Err(failure) =
+            hooks::run("on_change", &command, &context, settings.hook_timeout).await
+        {
+            eprintln!("acme-dl: error: on_change {command:?} {failure}");
+            report
+                .hook_failure
+                .get_or_insert(format!("{command:?} {failure}"));
+        }
+    }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
-    haystack
-        .windows(needle.len())
-        .position(|window| window == needle)
+/// Groups changed lineages by command, keeping first-seen order, so each runs once.
+fn commands<const N: usize>(
+    changed: &[(LineageName, Update)],
+    commands_of: impl Fn(&LineageName) -> [Option<String>; N],
+) -> Vec<(String, HookContext, Vec<LineageName>)> {
+    let mut grouped: Vec<(String, HookContext, Vec<LineageName>)> = Vec::new();
+    for (name, update) in changed {
+        for command in commands_of(name).into_iter().flatten() {
+            let index = match grouped
+                .iter()
+                .position(|(existing, _, _)| *existing == command)
+            {
+                Some(index) => index,
+                None => {
+                    grouped.push((command, HookContext::default(), Vec::new()));
+                    grouped.len() - 1
+                }
+            };
+            let (_, context, lineages) = &mut grouped[index];
+            if !lineages.contains(name) {
+                lineages.push(name.clone());
+                context.lineages.push(name.to_string());
+                context.dirs.push(update.dir.clone());
+                context.files.extend(update.files.iter().cloned());
+            }
+        }
+    }
+    grouped
+}
+
+/// Switches each named lineage back to its previous set and runs the hooks.
+async fn rollback(settings: &ClientSettings) -> ExitStatus {
+    let mut report = RunReport {
+        outcomes: Vec::new(),
+        hook_failure: None,
+    };
+    for lineage in &settings.lineages {
+        let outcome = match install::rollback(&lineage.dir) {
+            Ok(version) => {
+                info!(lineage = %lineage.name, version = %version.display(), "rolled back");
+                let files = rolled_back_files(lineage);
+                LineageOutcome::Updated(Update {
+                    dir: lineage.dir.clone(),
+                    files,
+                    serial: "of the previous set".to_owned(),
+                    previous: None,
+                })
+            }
+            Err(failure) => {
+                let failure = SyncError::Local(format!("rolling back: {failure}"));
+                log_failure(&lineage.name, &failure);
+                LineageOutcome::Failed(failure)
+            }
+        };
+        report.outcomes.push((lineage.name.clone(), outcome));
+    }
+    let reloads = commands(
+        &report
+            .outcomes
+            .iter()
+            .filter_map(|(name, outcome)| match outcome {
+                LineageOutcome::Updated(update) => Some((name.clone(), update.clone())),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+        |name| {
+            let own = settings
+                .lineages
+                .iter()
+                .find(|l| &l.name == name)
+                .and_then(|l| l.hooks.on_change.clone());
+            [own, settings.hooks.on_change.clone()]
+        },
+    );
+    for (command, context, _) in reloads {
+        if let Err(failure) =
+            hooks::run("on_change", &command, &context, settings.hook_timeout).await
+        {
+            eprintln!("acme-dl: error: on_change {command:?} {failure}");
+            report
+                .hook_failure
+                .get_or_insert(format!("{command:?} {failure}"));
+        }
+    }
+    if std::io::stdout().is_terminal() {
+        print!("{}", report.summary());
+    }
+    report.exit_status(false)
+}
+
+fn rolled_back_files(lineage: &LineageSettings) -> Vec<PathBuf> {
+    let mut names = vec![&lineage.fullchain, &lineage.privkey, &lineage.chain];
+    names.extend(lineage.cert.iter().chain(lineage.combined.iter()));
+    names
+        .into_iter()
+        .map(|name| lineage.dir.join(name))
+        .filter(|path| Path::exists(path))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn local_hashes_use_zeros_for_missing_files() {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("chain.pem"), b"abc").unwrap();
-        let hashes = local_hashes(dir.path()).unwrap();
-        assert_eq!(hashes.fullchain_hash, MISSING_FILE_HASH);
-        assert_eq!(hashes.privkey_hash, MISSING_FILE_HASH);
-        assert_eq!(hashes.chain_hash, sha256_hex(b"abc"));
-    }
-
-    #[test]
-    fn first_block_of_full_chain_is_the_leaf() {
-        let pem = b"-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n\
-                    -----BEGIN CERTIFICATE-----\nBBB\n-----END CERTIFICATE-----\n";
-        let leaf = first_pem_block(pem).unwrap();
-        assert_eq!(
-            leaf,
-            b"-----BEGIN CERTIFICATE-----\nAAA\n-----END CERTIFICATE-----\n"
-        );
-        assert_eq!(first_pem_block(b"no pem here"), None);
+    fn update(dir: &str) -> Update {
+        Update {
+            dir: PathBuf::from(dir),
+            files: vec![],
+            serial: "01".into(),
+            previous: None,
+        }
     }
 
     #[test]
@@ -354,8 +702,38 @@ mod tests {
                     LineageOutcome::Failed(SyncError::Local("y".into())),
                 ),
             ],
+            hook_failure: None,
         };
-        assert_eq!(report.exit_status(), ExitStatus::Rejected);
+        assert_eq!(report.exit_status(false), ExitStatus::Rejected);
         assert!(!report.changed());
+    }
+
+    #[test]
+    fn exit_code_flag_reports_updates() {
+        let name = LineageName::parse("a.example").unwrap();
+        let mut report = RunReport {
+            outcomes: vec![(name, LineageOutcome::Updated(update("/x")))],
+            hook_failure: None,
+        };
+        assert_eq!(report.exit_status(false), ExitStatus::Success);
+        assert_eq!(report.exit_status(true), ExitStatus::Updated);
+        report.hook_failure = Some("reload".into());
+        assert_eq!(report.exit_status(true), ExitStatus::HookFailed);
+    }
+
+    #[test]
+    fn each_command_runs_once_for_its_lineages() {
+        let a = LineageName::parse("a.example").unwrap();
+        let b = LineageName::parse("b.example").unwrap();
+        let changed = vec![(a.clone(), update("/x/a")), (b.clone(), update("/x/b"))];
+        let grouped = commands(&changed, |name| {
+            let own = (name.as_str() == "b.example").then(|| "reload postfix".to_owned());
+            [own, Some("reload nginx".to_owned())]
+        });
+        assert_eq!(grouped.len(), 2);
+        assert_eq!(grouped[0].0, "reload nginx");
+        assert_eq!(grouped[0].2, vec![a, b.clone()]);
+        assert_eq!(grouped[1].0, "reload postfix");
+        assert_eq!(grouped[1].2, vec![b]);
     }
 }

@@ -107,8 +107,16 @@ pub fn write_lineage(certbot_dir: &Path, issuer: &Authority, lineage: &str, numb
     let live = certbot_dir.join("live").join(lineage);
     std::fs::create_dir_all(&archive).unwrap();
     std::fs::create_dir_all(&live).unwrap();
-    let mut spec = LeafSpec::new(lineage, Usage::Server, 90);
-    spec.dns_names = vec![lineage.to_owned()];
+    // Certbot names a second lineage for the same domain `NAME-0001`; the certificate
+    // itself is still for NAME.
+    let domain = match lineage.rsplit_once('-') {
+        Some((base, suffix)) if suffix.len() == 4 && suffix.bytes().all(|b| b.is_ascii_digit()) => {
+            base
+        }
+        _ => lineage,
+    };
+    let mut spec = LeafSpec::new(domain, Usage::Server, 90);
+    spec.dns_names = vec![domain.to_owned()];
     let leaf = issuer.issue(&spec).unwrap();
     let contents = [
         ("cert", leaf.cert_pem.clone()),

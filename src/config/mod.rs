@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::cli::{ClientArgs, ServerArgs};
-use crate::lineage::LineageName;
+use crate::cli::ServerArgs;
 use crate::tls::TlsFiles;
+
+mod client;
+
+pub use client::{ClientSettings, HookSettings, LineageSettings};
 
 /// Server configuration file read when `--config` is not given and the file exists.
 pub const DEFAULT_SERVER_CONFIG: &str = "/etc/acme-dl/server.toml";
@@ -21,9 +24,6 @@ pub const DEFAULT_CLIENT_CONFIG: &str = "/etc/acme-dl/client.toml";
 
 const DEFAULT_LISTEN: &str = "0.0.0.0:8443";
 const DEFAULT_CERTBOT_DIR: &str = "/etc/letsencrypt";
-const DEFAULT_DEST: &str = "/etc/letsencrypt/live";
-const DEFAULT_CONNECT_TIMEOUT_SECS: u64 = 10;
-const DEFAULT_REQUEST_TIMEOUT_SECS: u64 = 30;
 const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
@@ -62,29 +62,6 @@ pub struct ServerFile {
     pub max_body_bytes: Option<usize>,
 }
 
-/// Keys of the client's TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientFile {
-    /// Server URL.
-    pub server: Option<String>,
-    /// Directory that receives one directory per lineage.
-    pub dest: Option<PathBuf>,
-    /// Client certificate chain.
-    pub cert: Option<PathBuf>,
-    /// Client private key.
-    pub key: Option<PathBuf>,
-    /// CA bundle for the server certificate.
-    pub ca: Option<PathBuf>,
-    /// Seconds for the TCP connection and TLS handshake.
-    pub connect_timeout_secs: Option<u64>,
-    /// Seconds for each request and its response.
-    pub request_timeout_secs: Option<u64>,
-    /// Lineages fetched on every run, before those named on the command line.
-    #[serde(default)]
-    pub lineages: Vec<String>,
-}
-
 /// Everything the server needs to start.
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
@@ -94,17 +71,6 @@ pub struct ServerSettings {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_body_bytes: usize,
-}
-
-/// Everything the client needs for a run.
-#[derive(Debug, Clone)]
-pub struct ClientSettings {
-    pub server: String,
-    pub dest: PathBuf,
-    pub tls: TlsFiles,
-    pub connect_timeout: Duration,
-    pub request_timeout: Duration,
-    pub lineages: Vec<LineageName>,
 }
 
 /// Reads a TOML file: the explicit one, else the default one when it exists, else nothing.
@@ -175,59 +141,6 @@ impl ServerSettings {
     }
 }
 
-impl ClientSettings {
-    /// Merges the client's flags with its configuration file and validates the lineages.
-    pub fn resolve(args: &ClientArgs) -> Result<ClientSettings, ConfigError> {
-        let file: ClientFile = read_file(args.config.as_deref(), DEFAULT_CLIENT_CONFIG)?;
-        let server = args.server.clone().or(file.server).ok_or_else(|| {
-            ConfigError(
-                "no server URL: pass --server https://HOST:8443 or set server in the client \
-                 configuration file"
-                    .to_owned(),
-            )
-        })?;
-
-        let mut lineages: Vec<LineageName> = Vec::new();
-        for name in file.lineages.iter().chain(&args.lineages) {
-            let lineage =
-                LineageName::parse(name).map_err(|error| ConfigError(error.to_string()))?;
-            if !lineages.contains(&lineage) {
-                lineages.push(lineage);
-            }
-        }
-        if lineages.is_empty() {
-            return Err(ConfigError(
-                "no lineage to fetch: name one or more, for example `acme-dl client --server \
-                 URL example.com`, or list them under lineages in the configuration file"
-                    .to_owned(),
-            ));
-        }
-
-        Ok(ClientSettings {
-            server,
-            dest: pick(args.dest.clone(), file.dest, || DEFAULT_DEST.into()),
-            tls: TlsFiles {
-                cert: pick(args.cert.clone(), file.cert, || "tls/client.crt".into()),
-                key: pick(args.key.clone(), file.key, || "tls/client.key".into()),
-                ca: pick(args.ca.clone(), file.ca, || "tls/ca.crt".into()),
-            },
-            connect_timeout: seconds(
-                "connect timeout",
-                pick(args.connect_timeout, file.connect_timeout_secs, || {
-                    DEFAULT_CONNECT_TIMEOUT_SECS
-                }),
-            )?,
-            request_timeout: seconds(
-                "request timeout",
-                pick(args.request_timeout, file.request_timeout_secs, || {
-                    DEFAULT_REQUEST_TIMEOUT_SECS
-                }),
-            )?,
-            lineages,
-        })
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,8 +163,6 @@ mod tests {
         let error = toml::from_str::<ServerFile>("listen = \"127.0.0.1:1\"\nlisten_port = 1\n")
             .unwrap_err();
         assert!(error.to_string().contains("listen_port"), "{error}");
-        let error = toml::from_str::<ClientFile>("sever = \"https://x\"\n").unwrap_err();
-        assert!(error.to_string().contains("sever"), "{error}");
     }
 
     #[test]
@@ -288,42 +199,5 @@ mod tests {
         assert_eq!(settings.certbot_dir, PathBuf::from("/other"));
         assert_eq!(settings.tls.cert, PathBuf::from("tls/server.crt"));
         assert_eq!(settings.tls.ca, PathBuf::from("tls/ca.crt"));
-    }
-
-    #[test]
-    fn client_requires_server_and_lineage() {
-        let cli = crate::cli::Cli::parse_from([
-            "acme-dl",
-            "client",
-            "--config",
-            "/dev/null",
-            "example.com",
-        ]);
-        let crate::cli::Command::Client(args) = cli.command else {
-            unreachable!()
-        };
-        let error = ClientSettings::resolve(&args).unwrap_err();
-        assert!(error.to_string().contains("--server"), "{error}");
-    }
-
-    #[test]
-    fn client_rejects_invalid_lineage() {
-        let cli = crate::cli::Cli::parse_from([
-            "acme-dl",
-            "client",
-            "--config",
-            "/dev/null",
-            "--server",
-            "https://localhost",
-            "../etc",
-        ]);
-        let crate::cli::Command::Client(args) = cli.command else {
-            unreachable!()
-        };
-        let error = ClientSettings::resolve(&args).unwrap_err();
-        assert!(
-            error.to_string().contains("invalid lineage name"),
-            "{error}"
-        );
     }
 }

@@ -1,0 +1,463 @@
+//! Installing a verified certificate set on the client, whole and atomically.
+//!
+//! Each set is written into a new version directory next to the lineage directory, and
+//! the lineage path becomes a symbolic link switched to it by one rename, as Certbot does
+//! with its own links. After a crash at any instant the lineage path names either the
+//! complete old set or the complete new one; file data is flushed before the rename that
+//! publishes it, so the same holds after a power loss. What to install is left to `client`.
+//!
+//! ```text
+//! live/example.com -> .example.com.acme-dl/set-0007
+//! live/.example.com.acme-dl/set-0006/{fullchain,privkey,chain,cert}.pem   previous set
+//! live/.example.com.acme-dl/set-0007/...                                  current set
+//! ```
+
+mod owner;
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+pub use owner::{resolve_group, resolve_user};
+
+/// Default mode of the private key file.
+pub const KEY_MODE: u32 = 0o600;
+/// Default mode of certificate files.
+pub const CERT_MODE: u32 = 0o644;
+/// Mode of the directories the client creates.
+pub const DIR_MODE: u32 = 0o755;
+
+const VERSION_PREFIX: &str = "set-";
+const STAGING_PREFIX: &str = ".tmp-";
+
+/// A file of a set: its name in the lineage directory and its contents.
+#[derive(Debug, Clone)]
+pub struct NewFile {
+    pub name: String,
+    pub contents: Vec<u8>,
+    /// True for files holding a private key, which get the key mode.
+    pub private: bool,
+}
+
+/// Owner, group and modes of installed files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ownership {
+    /// Owner; `None` keeps the owner of the file being replaced, else the process's user.
+    pub uid: Option<u32>,
+    /// Group; `None` keeps the group of the file being replaced, else the process's group.
+    pub gid: Option<u32>,
+    pub key_mode: u32,
+    pub cert_mode: u32,
+}
+
+impl Default for Ownership {
+    fn default() -> Ownership {
+        Ownership {
+            uid: None,
+            gid: None,
+            key_mode: KEY_MODE,
+            cert_mode: CERT_MODE,
+        }
+    }
+}
+
+/// How a set is installed.
+#[derive(Debug, Clone, Copy)]
+pub struct InstallOptions {
+    pub ownership: Ownership,
+    /// Number of previous sets kept for rollback.
+    pub keep_previous: usize,
+}
+
+impl Default for InstallOptions {
+    fn default() -> InstallOptions {
+        InstallOptions {
+            ownership: Ownership::default(),
+            keep_previous: 2,
+        }
+    }
+}
+
+/// The steps of an install, in order, where a fault can be injected in tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    CreateStaging,
+    /// After the file with this index was written and flushed.
+    WroteFile(usize),
+    PublishVersion,
+    CreateLink,
+    SwitchLink,
+    MoveLegacy,
+    Prune,
+}
+
+/// A simulated crash: the install stops where it is, without cleaning up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Crash;
+
+/// A failed install step, naming the path.
+#[derive(Debug)]
+pub struct InstallError {
+    pub action: &'static str,
+    pub path: PathBuf,
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for InstallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} failed: {}",
+            self.action,
+            self.path.display(),
+            self.error
+        )
+    }
+}
+
+impl std::error::Error for InstallError {}
+
+fn failed<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> InstallError + 'a {
+    move |error| InstallError {
+        action,
+        path: path.to_owned(),
+        error,
+    }
+}
+
+fn crashed(step: Step) -> InstallError {
+    InstallError {
+        action: "simulated crash at",
+        path: PathBuf::from(format!("{step:?}")),
+        error: io::Error::other("fault injected"),
+    }
+}
+
+/// The outcome of a successful install.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    /// The version directory now current.
+    pub version: PathBuf,
+    /// The version directory that was current before, if any, for restoring it.
+    pub previous: Option<PathBuf>,
+}
+
+/// Paths that make up a lineage's installation.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// The lineage path services use, a link to the current version.
+    pub dir: PathBuf,
+    /// The directory that holds the versions.
+    pub store: PathBuf,
+    parent: PathBuf,
+    name: String,
+}
+
+impl Layout {
+    /// Computes the layout of a lineage directory. A link that points outside acme-dl's
+    /// store (set up by an operator) is followed, and the versions live beside its target.
+    pub fn new(dir: &Path) -> Result<Layout, InstallError> {
+        let mut dir = dir.to_owned();
+        if let Ok(target) = fs::read_link(&dir) {
+            let ours = target.components().count() == 2
+                && target
+                    .to_string_lossy()
+                    .starts_with(&format!(".{}.acme-dl/", file_name(&dir)));
+            if !ours {
+                dir = fs::canonicalize(&dir).map_err(failed("following link", &dir))?;
+            }
+        }
+        let parent = match dir.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+            _ => PathBuf::from("."),
+        };
+        let name = file_name(&dir);
+        let store = parent.join(format!(".{name}.acme-dl"));
+        Ok(Layout {
+            dir,
+            store,
+            parent,
+            name,
+        })
+    }
+
+    fn link_staging(&self) -> PathBuf {
+        self.parent.join(format!(".{}.acme-dl-link", self.name))
+    }
+
+    fn link_target(&self, version: &Path) -> PathBuf {
+        PathBuf::from(format!(".{}.acme-dl", self.name)).join(file_name(version))
+    }
+
+    /// Returns the version directory the lineage path links to, if it is one of ours.
+    pub fn current(&self) -> Option<PathBuf> {
+        let target = fs::read_link(&self.dir).ok()?;
+        let version = self.parent.join(target);
+        version.starts_with(&self.store).then_some(version)
+    }
+
+    /// Returns the version directories, oldest first.
+    pub fn versions(&self) -> Vec<(u64, PathBuf)> {
+        let mut versions: Vec<(u64, PathBuf)> = fs::read_dir(&self.store)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let number = name.strip_prefix(VERSION_PREFIX)?.parse().ok()?;
+                Some((number, entry.path()))
+            })
+            .collect();
+        versions.sort();
+        versions
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// Installs a set as a new version and switches the lineage path to it.
+pub fn install_set(
+    dir: &Path,
+    files: &[NewFile],
+    options: &InstallOptions,
+) -> Result<Installed, InstallError> {
+    install_set_with_faults(dir, files, options, &mut |_| Ok(()))
+}
+
+/// Installs a set, calling `fault` after each step; a `Crash` stops the install on the spot.
+pub fn install_set_with_faults(
+    dir: &Path,
+    files: &[NewFile],
+    options: &InstallOptions,
+    fault: &mut dyn FnMut(Step) -> Result<(), Crash>,
+) -> Result<Installed, InstallError> {
+    let layout = Layout::new(dir)?;
+    let mut step = |step: Step| fault(step).map_err(|Crash| crashed(step));
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(&layout.store)
+        .map_err(failed("creating directory", &layout.store))?;
+    remove_leftovers(&layout);
+
+    let previous = layout.current();
+    let legacy = previous.is_none() && fs::symlink_metadata(&layout.dir).is_ok_and(|m| m.is_dir());
+    let highest = layout.versions().last().map_or(0, |(number, _)| *number);
+    let number = highest + if legacy { 2 } else { 1 };
+    let version = layout.store.join(format!("{VERSION_PREFIX}{number:04}"));
+    let staging = layout
+        .store
+        .join(format!("{STAGING_PREFIX}{VERSION_PREFIX}{number:04}"));
+
+    DirBuilder::new()
+        .mode(DIR_MODE)
+        .create(&staging)
+        .map_err(failed("creating directory", &staging))?;
+    set_mode(&staging, DIR_MODE)?;
+    step(Step::CreateStaging)?;
+    let inherited_from = previous.clone().unwrap_or_else(|| layout.dir.clone());
+    for (index, file) in files.iter().enumerate() {
+        if let Err(error) = write_file(&staging, &inherited_from, file, &options.ownership) {
+            let _ = fs::remove_dir_all(&staging);
+            return Err(error);
+        }
+        step(Step::WroteFile(index))?;
+    }
+    sync_dir(&staging)?;
+    fs::rename(&staging, &version).map_err(failed("publishing", &version))?;
+    sync_dir(&layout.store)?;
+    step(Step::PublishVersion)?;
+
+    switch_link(&layout, &version, &mut step)?;
+
+    let previous = if legacy {
+        let moved = layout
+            .store
+            .join(format!("{VERSION_PREFIX}{:04}", number - 1));
+        fs::rename(layout.link_staging(), &moved)
+            .map_err(failed("moving previous set to", &moved))?;
+        sync_dir(&layout.store)?;
+        step(Step::MoveLegacy)?;
+        Some(moved)
+    } else {
+        previous
+    };
+
+    prune(&layout, &version, options.keep_previous);
+    step(Step::Prune)?;
+    Ok(Installed { version, previous })
+}
+
+/// Points the lineage path at `version` with one rename. A real directory in its place,
+/// left by an older client, is swapped out atomically and left at the staging link path.
+fn switch_link(
+    layout: &Layout,
+    version: &Path,
+    step: &mut dyn FnMut(Step) -> Result<(), InstallError>,
+) -> Result<(), InstallError> {
+    let staging = layout.link_staging();
+    let _ = fs::remove_file(&staging);
+    std::os::unix::fs::symlink(layout.link_target(version), &staging)
+        .map_err(failed("creating link", &staging))?;
+    step(Step::CreateLink)?;
+
+    let is_real_dir = fs::symlink_metadata(&layout.dir).is_ok_and(|m| m.is_dir());
+    if is_real_dir {
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &staging,
+            rustix::fs::CWD,
+            &layout.dir,
+            rustix::fs::RenameFlags::EXCHANGE,
+        )
+        .map_err(|errno| InstallError {
+            action: "exchanging the directory with a link at",
+            path: layout.dir.clone(),
+            error: errno.into(),
+        })?;
+    } else {
+        fs::rename(&staging, &layout.dir).map_err(failed("switching link", &layout.dir))?;
+    }
+    sync_dir(&layout.parent)?;
+    step(Step::SwitchLink)
+}
+
+/// Points the lineage path back at `previous`, or removes it when there was none.
+pub fn restore(dir: &Path, previous: Option<&Path>) -> Result<(), InstallError> {
+    let layout = Layout::new(dir)?;
+    match previous {
+        Some(version) => switch_link(&layout, version, &mut |_| Ok(())),
+        None => {
+            fs::remove_file(&layout.dir).map_err(failed("removing link", &layout.dir))?;
+            sync_dir(&layout.parent)
+        }
+    }
+}
+
+/// Switches a lineage back to the newest version older than the current one.
+pub fn rollback(dir: &Path) -> Result<PathBuf, InstallError> {
+    let layout = Layout::new(dir)?;
+    let current = layout.current().ok_or_else(|| InstallError {
+        action: "rolling back",
+        path: layout.dir.clone(),
+        error: io::Error::new(io::ErrorKind::NotFound, "not a set installed by acme-dl"),
+    })?;
+    let versions = layout.versions();
+    let current_number = versions
+        .iter()
+        .find(|(_, path)| *path == current)
+        .map(|(n, _)| *n);
+    let previous = versions
+        .iter()
+        .rev()
+        .find(|(number, _)| Some(*number) < current_number)
+        .map(|(_, path)| path.clone())
+        .ok_or_else(|| InstallError {
+            action: "rolling back",
+            path: layout.dir.clone(),
+            error: io::Error::new(io::ErrorKind::NotFound, "no previous set is kept"),
+        })?;
+    switch_link(&layout, &previous, &mut |_| Ok(()))?;
+    Ok(previous)
+}
+
+/// Creates one file with its final mode before any byte is written, then flushes it.
+fn write_file(
+    staging: &Path,
+    inherited_from: &Path,
+    file: &NewFile,
+    ownership: &Ownership,
+) -> Result<(), InstallError> {
+    let path = staging.join(&file.name);
+    let mode = if file.private {
+        ownership.key_mode
+    } else {
+        ownership.cert_mode
+    };
+    // The mode applies at creation, so the key is never readable by others; the umask
+    // can only narrow it, and set_permissions below restores the exact mode.
+    let mut handle = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode & 0o600)
+        .open(&path)
+        .map_err(failed("creating", &path))?;
+    let old = fs::metadata(inherited_from.join(&file.name)).ok();
+    let uid = ownership.uid.or(old.as_ref().map(MetadataExt::uid));
+    let gid = ownership.gid.or(old.as_ref().map(MetadataExt::gid));
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::fchown(&handle, uid, gid).map_err(failed("changing owner of", &path))?;
+    }
+    handle
+        .set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(failed("setting mode of", &path))?;
+    handle
+        .write_all(&file.contents)
+        .map_err(failed("writing", &path))?;
+    handle.sync_all().map_err(failed("flushing", &path))
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), InstallError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(failed("setting mode of", path))
+}
+
+fn sync_dir(dir: &Path) -> Result<(), InstallError> {
+    File::open(dir)
+        .and_then(|handle| handle.sync_all())
+        .map_err(failed("flushing directory", dir))
+}
+
+/// Removes what an interrupted run left: staging directories and a staging link.
+fn remove_leftovers(layout: &Layout) {
+    for entry in fs::read_dir(&layout.store).into_iter().flatten().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+    let staging = layout.link_staging();
+    match fs::symlink_metadata(&staging) {
+        Ok(metadata) if metadata.is_dir() => {
+            // A crash after a directory exchange left the old directory here: keep it as
+            // the oldest version rather than lose the operator's files.
+            let number = layout
+                .versions()
+                .first()
+                .map_or(1, |(n, _)| n.saturating_sub(1));
+            let _ = fs::rename(
+                &staging,
+                layout.store.join(format!("{VERSION_PREFIX}{number:04}")),
+            );
+        }
+        Ok(_) => {
+            let _ = fs::remove_file(&staging);
+        }
+        Err(_) => {}
+    }
+}
+
+/// Deletes versions beyond the current one and the `keep` newest others.
+fn prune(layout: &Layout, current: &Path, keep: usize) {
+    let others: Vec<PathBuf> = layout
+        .versions()
+        .into_iter()
+        .map(|(_, path)| path)
+        .filter(|path| path != current)
+        .collect();
+    let excess = others.len().saturating_sub(keep);
+    for path in &others[..excess] {
+        let _ = fs::remove_dir_all(path);
+    }
+}
+
+#[cfg(test)]
+mod tests;
