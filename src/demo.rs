@@ -29,7 +29,13 @@ const DEMO_LINEAGE: &str = "demo.example";
 pub async fn run(keep: Option<&Path>) -> ExitStatus {
     let temporary;
     let root = match keep {
-        Some(dir) => dir.to_owned(),
+        Some(dir) => match prepare_keep_dir(dir) {
+            Ok(root) => root,
+            Err(message) => {
+                eprintln!("acme-dl demo: error: {message}");
+                return ExitStatus::Config;
+            }
+        },
         None => match tempfile::Builder::new().prefix("acme-dl-demo-").tempdir() {
             Ok(dir) => {
                 temporary = dir;
@@ -48,6 +54,23 @@ pub async fn run(keep: Option<&Path>) -> ExitStatus {
             failure.status
         }
     }
+}
+
+/// Creates the directory for `--keep` and returns its absolute path, so the written
+/// configuration files work from any working directory. An existing file is never
+/// overwritten: the directory must be new or empty.
+fn prepare_keep_dir(dir: &Path) -> Result<PathBuf, String> {
+    fs::create_dir_all(dir).map_err(|error| format!("creating {}: {error}", dir.display()))?;
+    let mut entries =
+        fs::read_dir(dir).map_err(|error| format!("reading {}: {error}", dir.display()))?;
+    if entries.next().is_some() {
+        return Err(format!(
+            "{} is not empty; --keep needs a new or empty directory, so no existing file is \
+             overwritten",
+            dir.display()
+        ));
+    }
+    fs::canonicalize(dir).map_err(|error| format!("resolving {}: {error}", dir.display()))
 }
 
 /// A failed demonstration step.

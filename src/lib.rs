@@ -76,7 +76,9 @@ async fn run_server(args: &cli::ServerArgs) -> ExitStatus {
         Ok(()) => ExitStatus::Success,
         Err(failure) => {
             error!(error = %failure, "server failed to start");
-            eprintln!("acme-dl: error: {failure}");
+            if !logging::logs_to_stderr() {
+                eprintln!("acme-dl: error: {failure}");
+            }
             ExitStatus::Config
         }
     }
@@ -84,6 +86,8 @@ async fn run_server(args: &cli::ServerArgs) -> ExitStatus {
 
 fn config_failure(failure: &config::ConfigError) -> ExitStatus {
     error!(error = %failure, "invalid configuration");
-    eprintln!("acme-dl: error: {failure}");
+    if !logging::logs_to_stderr() {
+        eprintln!("acme-dl: error: {failure}");
+    }
     ExitStatus::Config
 }

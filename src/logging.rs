@@ -9,6 +9,7 @@ use std::io::Write as _;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
@@ -22,6 +23,14 @@ pub const DEFAULT_SYSLOG_SOCKET: &str = "/dev/log";
 
 /// Syslog facility daemon (3), shifted into the priority value as RFC 3164 defines it.
 const FACILITY_DAEMON: u8 = 3 << 3;
+
+/// True when every log line is also written to stderr.
+static STDERR_LOGGING: AtomicBool = AtomicBool::new(false);
+
+/// Returns true when log lines go to stderr, so error messages need not be repeated there.
+pub fn logs_to_stderr() -> bool {
+    STDERR_LOGGING.load(Ordering::Relaxed)
+}
 
 /// Log destinations and verbosity.
 #[derive(Debug, Clone)]
@@ -61,11 +70,13 @@ pub fn init(options: LogOptions) {
             None
         }
     };
+    STDERR_LOGGING.store(stderr, Ordering::Relaxed);
     let layer = LineLayer {
         tag: options.tag,
         pid: std::process::id(),
         syslog,
         stderr,
+        fallback_warned: AtomicBool::new(false),
     };
     let subscriber = tracing_subscriber::registry()
         .with(layer.with_filter(LevelFilter::from_level(options.level)));
@@ -104,6 +115,8 @@ struct LineLayer {
     pid: u32,
     syslog: Option<SyslogSocket>,
     stderr: bool,
+    /// Set once the fallback to stderr has been announced.
+    fallback_warned: AtomicBool,
 }
 
 impl<S: Subscriber> Layer<S> for LineLayer {
@@ -124,6 +137,14 @@ impl<S: Subscriber> Layer<S> for LineLayer {
                 text
             );
             sent = syslog.send(datagram.as_bytes()).is_ok();
+        }
+        if !sent && self.syslog.is_some() && !self.fallback_warned.swap(true, Ordering::Relaxed) {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "{}: warning: the syslog socket stopped accepting messages; logging to stderr \
+                 until it does again",
+                self.tag
+            );
         }
         if self.stderr || !sent {
             let _ = writeln!(

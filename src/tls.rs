@@ -138,9 +138,10 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsSetupErro
         .with_single_cert(chain, key)
         .map_err(|error| TlsSetupError::Config {
             reason: format!(
-                "server certificate {} and key {}: {error}",
+                "server certificate {} and key {}: {}",
                 files.cert.display(),
-                files.key.display()
+                files.key.display(),
+                describe_key_error(&error)
             ),
         })?;
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
@@ -161,13 +162,24 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsSetupErro
         .with_client_auth_cert(chain, key)
         .map_err(|error| TlsSetupError::Config {
             reason: format!(
-                "client certificate {} and key {}: {error}",
+                "client certificate {} and key {}: {}",
                 files.cert.display(),
-                files.key.display()
+                files.key.display(),
+                describe_key_error(&error)
             ),
         })?;
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
     Ok(Arc::new(config))
+}
+
+fn describe_key_error(error: &rustls::Error) -> String {
+    match error {
+        rustls::Error::InconsistentKeys(_) => {
+            "the key does not match the certificate; pass the key the certificate was issued for"
+                .to_owned()
+        }
+        other => other.to_string(),
+    }
 }
 
 tokio::task_local! {
@@ -268,6 +280,22 @@ pub fn describe_server_side(error: &rustls::Error) -> String {
 /// Describes why a connection to the server failed, for the client's operator.
 pub fn describe_client_side(error: &rustls::Error) -> String {
     match error {
+        rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+            expected,
+            presented,
+        }) => {
+            let names: Vec<String> = presented.iter().map(|name| plain_name(name)).collect();
+            format!(
+                "the server certificate is not valid for {expected}; it is valid for {names}. \
+                 Use one of those names in --server, or give the server a certificate for \
+                 {expected}",
+                expected = expected.to_str(),
+                names = names.join(", ")
+            )
+        }
+        rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "the server certificate is not issued by a CA in this client's --ca bundle".to_owned()
+        }
         rustls::Error::InvalidCertificate(cert) => {
             format!(
                 "server certificate rejected: {}",
@@ -279,21 +307,52 @@ pub fn describe_client_side(error: &rustls::Error) -> String {
     }
 }
 
+/// Turns webpki's `DnsName("a.example")` and `IpAddress(127.0.0.1)` into the bare name.
+fn plain_name(name: &str) -> String {
+    for prefix in ["DnsName(", "IpAddress("] {
+        if let Some(inner) = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.strip_suffix(')'))
+        {
+            return inner.trim_matches('"').to_owned();
+        }
+    }
+    name.to_owned()
+}
+
 fn describe_certificate_error(error: &CertificateError) -> String {
     match error {
         CertificateError::UnknownIssuer => "issued by an unknown CA".to_owned(),
-        CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
-            format!("certificate expired ({error})")
-        }
-        CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
-            format!("certificate not yet valid ({error})")
-        }
+        CertificateError::ExpiredContext { time, not_after } => format!(
+            "certificate expired on {} (now {})",
+            format_time(not_after.as_secs()),
+            format_time(time.as_secs())
+        ),
+        CertificateError::Expired => "certificate expired".to_owned(),
+        CertificateError::NotValidYetContext { time, not_before } => format!(
+            "certificate not valid before {} (now {})",
+            format_time(not_before.as_secs()),
+            format_time(time.as_secs())
+        ),
+        CertificateError::NotValidYet => "certificate not yet valid".to_owned(),
         CertificateError::Revoked => "certificate revoked".to_owned(),
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
             format!("extended key usage does not allow this use ({error})")
         }
         other => other.to_string(),
     }
+}
+
+/// Formats seconds since the Unix epoch as `2026-12-04 15:14:22 UTC`.
+pub fn format_time(seconds: u64) -> String {
+    let (year, month, day) = crate::logging::civil_from_days((seconds / 86_400) as i64);
+    let time = seconds % 86_400;
+    format!(
+        "{year}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        time / 3600,
+        time / 60 % 60,
+        time % 60
+    )
 }
 
 fn describe_alert_from_server(alert: AlertDescription) -> String {

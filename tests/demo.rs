@@ -65,3 +65,21 @@ fn kept_demo_files_work_by_hand() {
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
     server.wait_for_log(&["check", "client=demo-client", "outcome=up-to-date"]);
 }
+
+#[test]
+fn keep_refuses_a_non_empty_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.crt"), "precious").unwrap();
+    let output = Command::new(binary())
+        .args(["demo", "--keep"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not empty"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ca.crt")).unwrap(),
+        "precious"
+    );
+}

@@ -23,6 +23,9 @@ use tracing::debug;
 use super::SyncError;
 use crate::tls;
 
+/// Port of the server when the URL names none, the deployed pair's port.
+const DEFAULT_PORT: u16 = 8443;
+
 /// Largest response body read, in bytes; PEM files of a lineage are a few kilobytes.
 const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 
@@ -63,7 +66,28 @@ impl ServerUrl {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
-        let port = authority.port_u16().unwrap_or(8443);
+        // `port_u16` is None both for a missing and for an invalid port, so read it raw.
+        let raw_port = authority
+            .as_str()
+            .rsplit_once(':')
+            .map(|(_, port)| port)
+            .filter(|port| !port.contains(']'));
+        let port = match raw_port {
+            None => DEFAULT_PORT,
+            Some(text) => match text.parse::<u16>() {
+                Ok(port) if port != 0 => port,
+                _ => {
+                    return Err(format!(
+                        "invalid server URL {url:?}: port {text:?} is not a number from 1 to 65535"
+                    ));
+                }
+            },
+        };
+        if uri.query().is_some() {
+            return Err(format!(
+                "invalid server URL {url:?}: a query string is not supported"
+            ));
+        }
         let prefix = uri.path().trim_end_matches('/').to_owned();
         let authority = if host.contains(':') {
             format!("[{host}]:{port}")
@@ -353,6 +377,22 @@ mod tests {
             ServerName::IpAddress(_)
         ));
         assert_eq!(url.to_string(), "https://[::1]:8443");
+    }
+
+    #[test]
+    fn invalid_ports_and_queries_are_rejected() {
+        for url in [
+            "https://localhost:99999",
+            "https://localhost:65536",
+            "https://localhost:abc",
+            "https://localhost:0",
+            "https://localhost:8443x",
+            "https://[::1]:70000",
+            "https://localhost:8443/?x=1",
+        ] {
+            assert!(ServerUrl::parse(url).is_err(), "{url} should be rejected");
+        }
+        assert_eq!(ServerUrl::parse("https://localhost:1").unwrap().port, 1);
     }
 
     #[test]

@@ -30,6 +30,15 @@ use crate::verify::{self, DownloadedSet};
 pub use connection::{Connection, ServerUrl};
 use hooks::HookContext;
 
+/// Writes an error message on stderr, unless the log already goes there.
+macro_rules! print_error {
+    ($($argument:tt)*) => {
+        if !crate::logging::logs_to_stderr() {
+            eprintln!("acme-dl: error: {}", format!($($argument)*));
+        }
+    };
+}
+
 /// Failure to synchronize a lineage.
 #[derive(Debug)]
 pub enum SyncError {
@@ -200,16 +209,16 @@ pub async fn run(settings: ClientSettings) -> ExitStatus {
         Ok(Some(lock)) => lock,
         Ok(None) => {
             error!(lock = %settings.lock_file.display(), "another run held the lock for the whole run timeout");
-            eprintln!(
-                "acme-dl: error: another run holds the lock {}; nothing was done",
+            print_error!(
+                "another run holds the lock {}; nothing was done",
                 settings.lock_file.display()
             );
             return ExitStatus::Locked;
         }
         Err(failure) => {
             error!(lock = %settings.lock_file.display(), error = %failure, "opening the lock file failed");
-            eprintln!(
-                "acme-dl: error: opening the lock file {}: {failure}",
+            print_error!(
+                "opening the lock file {}: {failure}",
                 settings.lock_file.display()
             );
             return ExitStatus::Install;
@@ -220,7 +229,7 @@ pub async fn run(settings: ClientSettings) -> ExitStatus {
         Ok(report) => report,
         Err(failure) => {
             error!(error = %failure, "client run failed");
-            eprintln!("acme-dl: error: {failure}");
+            print_error!("{failure}");
             return failure.exit_status();
         }
     };
@@ -305,7 +314,7 @@ fn log_failure(lineage: &LineageName, failure: &SyncError) {
             "lineage failed"
         ),
     }
-    eprintln!("acme-dl: error: lineage {lineage}: {failure}");
+    print_error!("lineage {lineage}: {failure}");
 }
 
 /// Retries a lineage after transient failures, with backoff, until `deadline`.
@@ -546,9 +555,7 @@ async fn run_hooks(settings: &ClientSettings, report: &mut RunReport) {
                     error!(lineage = %name, error = %restore_failure, "restoring the previous set failed")
                 }
             }
-            eprintln!(
-                "acme-dl: error: lineage {name}: check {command:?} {failure}; previous set restored"
-            );
+            print_error!("lineage {name}: check {command:?} {failure}; previous set restored");
             *outcome = LineageOutcome::Restored {
                 command: command.clone(),
                 reason: failure.to_string(),
@@ -566,7 +573,7 @@ async fn run_hooks(settings: &ClientSettings, report: &mut RunReport) {
         if let Err(failure) =
             hooks::run("on_change", &command, &context, settings.hook_timeout).await
         {
-            eprintln!("acme-dl: error: on_change {command:?} {failure}");
+            print_error!("on_change {command:?} {failure}");
             report
                 .hook_failure
                 .get_or_insert(format!("{command:?} {failure}"));
@@ -652,7 +659,7 @@ async fn rollback(settings: &ClientSettings) -> ExitStatus {
         if let Err(failure) =
             hooks::run("on_change", &command, &context, settings.hook_timeout).await
         {
-            eprintln!("acme-dl: error: on_change {command:?} {failure}");
+            print_error!("on_change {command:?} {failure}");
             report
                 .hook_failure
                 .get_or_insert(format!("{command:?} {failure}"));

@@ -317,8 +317,8 @@ fn lineage_settings(
             .map(install::resolve_group)
             .transpose()
             .map_err(context)?,
-        key_mode: parse_mode(table.key_mode.as_deref(), install::KEY_MODE).map_err(context)?,
-        cert_mode: parse_mode(table.cert_mode.as_deref(), install::CERT_MODE).map_err(context)?,
+        key_mode: parse_mode(table.key_mode.as_deref()).map_err(context)?,
+        cert_mode: parse_mode(table.cert_mode.as_deref()).map_err(context)?,
     };
     let cert = match table.cert {
         Some(empty) if empty.is_empty() => None,
@@ -364,8 +364,8 @@ fn validate_file_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn parse_mode(text: Option<&str>, default: u32) -> Result<u32, String> {
-    let Some(text) = text else { return Ok(default) };
+fn parse_mode(text: Option<&str>) -> Result<Option<u32>, String> {
+    let Some(text) = text else { return Ok(None) };
     let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
         .map_err(|_| format!("invalid mode {text:?}: expected octal such as \"0640\""))?;
     if mode > 0o777 {
@@ -373,7 +373,7 @@ fn parse_mode(text: Option<&str>, default: u32) -> Result<u32, String> {
             "invalid mode {text:?}: only permission bits (at most 0777) are allowed"
         ));
     }
-    Ok(mode)
+    Ok(Some(mode))
 }
 
 /// Parses `90`, `90s`, `15m`, `2h` into a duration.
@@ -465,7 +465,7 @@ mod tests {
         let mail = &all.lineages[1];
         assert_eq!(mail.dir, PathBuf::from("/etc/postfix/tls"));
         assert_eq!(mail.ownership.gid, Some(0));
-        assert_eq!(mail.ownership.key_mode, 0o640);
+        assert_eq!(mail.ownership.key_mode, Some(0o640));
         assert_eq!(mail.cert, None);
         assert_eq!(mail.combined.as_deref(), Some("haproxy.pem"));
         assert_eq!(

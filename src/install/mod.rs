@@ -47,8 +47,11 @@ pub struct Ownership {
     pub uid: Option<u32>,
     /// Group; `None` keeps the group of the file being replaced, else the process's group.
     pub gid: Option<u32>,
-    pub key_mode: u32,
-    pub cert_mode: u32,
+    /// Mode of key files; `None` keeps the replaced file's mode without bits for others,
+    /// else `KEY_MODE`.
+    pub key_mode: Option<u32>,
+    /// Mode of certificate files; `None` keeps the replaced file's mode, else `CERT_MODE`.
+    pub cert_mode: Option<u32>,
 }
 
 impl Default for Ownership {
@@ -56,8 +59,8 @@ impl Default for Ownership {
         Ownership {
             uid: None,
             gid: None,
-            key_mode: KEY_MODE,
-            cert_mode: CERT_MODE,
+            key_mode: None,
+            cert_mode: None,
         }
     }
 }
@@ -374,20 +377,28 @@ fn write_file(
     ownership: &Ownership,
 ) -> Result<(), InstallError> {
     let path = staging.join(&file.name);
+    let old = fs::metadata(inherited_from.join(&file.name)).ok();
+    let old_mode = old
+        .as_ref()
+        .map(|metadata| metadata.permissions().mode() & 0o777);
     let mode = if file.private {
-        ownership.key_mode
+        // A key never keeps bits for others, whatever the replaced file had.
+        ownership
+            .key_mode
+            .or(old_mode.map(|mode| mode & 0o770))
+            .unwrap_or(KEY_MODE)
     } else {
-        ownership.cert_mode
+        ownership.cert_mode.or(old_mode).unwrap_or(CERT_MODE)
     };
-    // The mode applies at creation, so the key is never readable by others; the umask
-    // can only narrow it, and set_permissions below restores the exact mode.
+
+    // The file is created readable by its owner only, before any byte is written. The
+    // umask can only narrow that, and set_permissions below sets the final mode.
     let mut handle = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(mode & 0o600)
+        .mode(0o600)
         .open(&path)
         .map_err(failed("creating", &path))?;
-    let old = fs::metadata(inherited_from.join(&file.name)).ok();
     let uid = ownership.uid.or(old.as_ref().map(MetadataExt::uid));
     let gid = ownership.gid.or(old.as_ref().map(MetadataExt::gid));
     if uid.is_some() || gid.is_some() {

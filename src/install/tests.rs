@@ -85,8 +85,8 @@ fn modes_are_exact_under_any_umask() {
 
     let options = InstallOptions {
         ownership: Ownership {
-            key_mode: 0o640,
-            cert_mode: 0o444,
+            key_mode: Some(0o640),
+            cert_mode: Some(0o444),
             ..Ownership::default()
         },
         keep_previous: 1,
@@ -94,6 +94,20 @@ fn modes_are_exact_under_any_umask() {
     install_set(&dir, &set("B"), &options).unwrap();
     assert_eq!(mode("privkey.pem"), 0o640);
     assert_eq!(mode("chain.pem"), 0o444);
+}
+
+#[test]
+fn replacement_keeps_modes_without_other_bits_for_keys() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("example.com");
+    install_set(&dir, &set("A"), &InstallOptions::default()).unwrap();
+    fs::set_permissions(dir.join("privkey.pem"), fs::Permissions::from_mode(0o644)).unwrap();
+    fs::set_permissions(dir.join("chain.pem"), fs::Permissions::from_mode(0o640)).unwrap();
+    install_set(&dir, &set("B"), &InstallOptions::default()).unwrap();
+    let mode = |name: &str| fs::metadata(dir.join(name)).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode("privkey.pem"), 0o640);
+    assert_eq!(mode("chain.pem"), 0o640);
+    assert_eq!(mode("fullchain.pem"), 0o644);
 }
 
 #[test]

@@ -372,11 +372,11 @@ fn store_failure(
             text_response(StatusCode::NOT_FOUND, "lineage not found")
         }
         StoreError::FileMissing { .. } => {
-            error!(client = %log.client, lineage = %lineage, error = %failure, "store file missing");
+            error!(client = %log.client, peer = %log.peer, lineage = %lineage, error = %failure, "store file missing");
             text_response(StatusCode::NOT_FOUND, "file not found for this lineage")
         }
         _ => {
-            error!(client = %log.client, lineage = %lineage, error = %failure, "store file unusable");
+            error!(client = %log.client, peer = %log.peer, lineage = %lineage, error = %failure, "store file unusable");
             text_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "this lineage is broken on the server; its log names the file",

@@ -171,6 +171,7 @@ impl Server {
                 return;
             };
             debug!(peer = %peer, client = %client, fingerprint = %client.fingerprint, "connection accepted");
+            let client_name = client.to_string();
             let client = Arc::new(client);
             let service = service_fn(move |request| {
                 http::handle(request, shared.clone(), client.clone(), peer)
@@ -191,8 +192,17 @@ impl Server {
                     connection.as_mut().await
                 }
             };
-            if let Err(error) = result {
-                debug!(peer = %peer, error = %error, "connection closed with an error");
+            match result {
+                // hyper answers these itself (408, 431, 400), before any handler runs.
+                Err(error)
+                    if error.is_timeout() || error.is_parse() || error.is_parse_too_large() =>
+                {
+                    warn!(peer = %peer, client = %client_name, error = %error, "request rejected by the HTTP parser");
+                }
+                Err(error) => {
+                    debug!(peer = %peer, error = %error, "connection closed with an error")
+                }
+                Ok(()) => {}
             }
         }
     }
