@@ -41,7 +41,7 @@ pub struct NewFile {
 }
 
 /// Owner, group and modes of installed files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Ownership {
     /// Owner; `None` keeps the owner of the file being replaced, else the process's user.
     pub uid: Option<u32>,
@@ -52,17 +52,6 @@ pub struct Ownership {
     pub key_mode: Option<u32>,
     /// Mode of certificate files; `None` keeps the replaced file's mode, else `CERT_MODE`.
     pub cert_mode: Option<u32>,
-}
-
-impl Default for Ownership {
-    fn default() -> Ownership {
-        Ownership {
-            uid: None,
-            gid: None,
-            key_mode: None,
-            cert_mode: None,
-        }
-    }
 }
 
 /// How a set is installed.
