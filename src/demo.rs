@@ -133,6 +133,8 @@ async fn demonstrate(root: &Path, keep: bool) -> Result<(), DemoError> {
         header_timeout: Duration::from_secs(10),
         idle_timeout: Duration::from_secs(60),
         max_body_bytes: 16 * 1024,
+        max_connections: 64,
+        retry_after: Duration::from_secs(10),
     };
     let server = Server::bind(server_settings)
         .await

@@ -4,92 +4,14 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
-use acme_dl::pki::{Authority, LeafSpec, Usage};
+use acme_dl::pki::{LeafSpec, Usage};
 use support::harness::{
-    Identity, Pki, ServerProcess, anonymous_handshake, describe, raw_request, run_client,
-    write_lineage,
+    Deployment as Setup, Identity, Pki, ServerProcess, anonymous_handshake, describe, raw_request,
+    run_client, write_lineage,
 };
-use tempfile::TempDir;
-
-/// A server over a fresh store, and paths for a client to install into.
-struct Setup {
-    _dir: TempDir,
-    pki: Pki,
-    acme: Authority,
-    certbot: PathBuf,
-    dest: PathBuf,
-    server: ServerProcess,
-}
-
-impl Setup {
-    fn new(lineages: &[&str]) -> Setup {
-        Setup::with_server_args(lineages, &[])
-    }
-
-    fn with_server_args(lineages: &[&str], extra: &[&str]) -> Setup {
-        let dir = tempfile::tempdir().unwrap();
-        let pki = Pki::new(&dir.path().join("pki"), "web412");
-        let acme = Authority::new_root("test ACME CA", 30).unwrap();
-        let certbot = dir.path().join("letsencrypt");
-        std::fs::create_dir_all(certbot.join("live")).unwrap();
-        for lineage in lineages {
-            write_lineage(&certbot, &acme, lineage, 1);
-        }
-        let mut args = vec![
-            "--no-syslog".to_owned(),
-            "--certbot-dir".to_owned(),
-            certbot.display().to_string(),
-        ];
-        if !extra.contains(&"--config") {
-            args.extend(["--config".to_owned(), "/dev/null".to_owned()]);
-        }
-        if !extra.contains(&"--listen") {
-            args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
-        }
-        args.extend(pki.server.args());
-        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
-        let server = ServerProcess::start(&args);
-        let dest = dir.path().join("dest");
-        Setup {
-            _dir: dir,
-            pki,
-            acme,
-            certbot,
-            dest,
-            server,
-        }
-    }
-
-    fn client_args(&self, identity: &Identity, lineages: &[&str]) -> Vec<String> {
-        let mut args = vec![
-            "--no-syslog".to_owned(),
-            "--config".to_owned(),
-            "/dev/null".to_owned(),
-            "--server".to_owned(),
-            self.server.url(),
-            "--dest".to_owned(),
-            self.dest.display().to_string(),
-        ];
-        args.extend(identity.args());
-        args.extend(lineages.iter().map(|lineage| (*lineage).to_owned()));
-        args
-    }
-
-    fn sync(&self, lineages: &[&str]) -> std::process::Output {
-        run_client(&self.client_args(&self.pki.client, lineages))
-    }
-
-    fn store_file(&self, lineage: &str, name: &str) -> Vec<u8> {
-        std::fs::read(self.certbot.join("live").join(lineage).join(name)).unwrap()
-    }
-
-    fn installed(&self, lineage: &str, name: &str) -> PathBuf {
-        self.dest.join(lineage).join(name)
-    }
-}
 
 fn mtimes(dir: &Path) -> Vec<(String, SystemTime)> {
     let mut times: Vec<_> = std::fs::read_dir(dir)
@@ -330,9 +252,15 @@ fn dead_server_is_unreachable() {
     };
     let server_index = args.iter().position(|arg| arg == "--server").unwrap() + 1;
     args[server_index] = format!("https://127.0.0.1:{port}");
+    args.extend(["--retries".to_owned(), "1".to_owned()]);
+    let started = std::time::Instant::now();
     let output = run_client(&args);
     assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("connecting failed"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("connecting failed"), "{stderr}");
+    assert_eq!(stderr.matches("transient failure; retrying").count(), 1, "{stderr}");
+    // The first retry waits between half and all of one second: never a tight loop.
+    assert!(started.elapsed() >= std::time::Duration::from_millis(500));
 }
 
 #[test]
@@ -353,7 +281,9 @@ fn ipv6_loopback_listener_serves() {
 fn sigterm_stops_server_cleanly() {
     let setup = Setup::new(&["example.com"]);
     assert_eq!(setup.sync(&["example.com"]).status.code(), Some(0));
-    let Setup { server, _dir, .. } = setup;
+    let Setup {
+        server, dir: _dir, ..
+    } = setup;
     let log = std::sync::Arc::new(server.log());
     let status = server.terminate();
     assert_eq!(status.code(), Some(0), "{log}");
@@ -583,7 +513,7 @@ fn check_and_download_speak_the_deployed_protocol() {
 #[test]
 fn link_outside_store_is_not_served() {
     let setup = Setup::new(&["example.com"]);
-    let secret = setup._dir.path().join("secret.pem");
+    let secret = setup.dir.path().join("secret.pem");
     std::fs::write(&secret, "-----BEGIN SECRET-----\n").unwrap();
     let chain = setup.certbot.join("live/example.com/chain.pem");
     std::fs::remove_file(&chain).unwrap();

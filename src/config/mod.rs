@@ -27,6 +27,8 @@ const DEFAULT_CERTBOT_DIR: &str = "/etc/letsencrypt";
 const DEFAULT_HEADER_TIMEOUT_SECS: u64 = 10;
 const DEFAULT_IDLE_TIMEOUT_SECS: u64 = 60;
 const DEFAULT_MAX_BODY_BYTES: usize = 16 * 1024;
+const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+const DEFAULT_RETRY_AFTER_SECS: u64 = 10;
 
 /// A configuration problem, reported before anything else happens.
 #[derive(Debug)]
@@ -60,6 +62,10 @@ pub struct ServerFile {
     pub idle_timeout_secs: Option<u64>,
     /// Largest request body accepted, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// Connections served at once; connections beyond it get 503 with Retry-After.
+    pub max_connections: Option<usize>,
+    /// Seconds a client is told to wait (Retry-After) when the server is saturated.
+    pub retry_after_secs: Option<u64>,
 }
 
 /// Everything the server needs to start.
@@ -71,6 +77,8 @@ pub struct ServerSettings {
     pub header_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_body_bytes: usize,
+    pub max_connections: usize,
+    pub retry_after: Duration,
 }
 
 /// Reads a TOML file: the explicit one, else the default one when it exists, else nothing.
@@ -137,6 +145,13 @@ impl ServerSettings {
                 file.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             )?,
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            max_connections: file
+                .max_connections
+                .unwrap_or(DEFAULT_MAX_CONNECTIONS)
+                .max(1),
+            retry_after: Duration::from_secs(
+                file.retry_after_secs.unwrap_or(DEFAULT_RETRY_AFTER_SECS),
+            ),
         })
     }
 }

@@ -54,6 +54,7 @@ pub(super) async fn handle(
     shared: Arc<Shared>,
     client: Arc<Identity>,
     peer: SocketAddr,
+    saturated: bool,
 ) -> Result<HttpResponse, Infallible> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -63,6 +64,9 @@ pub(super) async fn handle(
         method: &method,
         path: &path,
     };
+    if saturated {
+        return Ok(unavailable(&log, shared.retry_after));
+    }
 
     let response = if path == CHECK_PATH {
         if method == Method::POST {
@@ -383,6 +387,20 @@ fn store_failure(
             )
         }
     }
+}
+
+/// Tells a client to come back later: the server holds more connections than it serves.
+fn unavailable(log: &RequestLog<'_>, retry_after: std::time::Duration) -> HttpResponse {
+    let mut response = log.reject(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "server saturated; retry after the delay in Retry-After",
+    );
+    let headers = response.headers_mut();
+    if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+        headers.insert(header::RETRY_AFTER, value);
+    }
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
 }
 
 fn method_not_allowed(log: &RequestLog<'_>, allowed: &'static str) -> HttpResponse {

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -70,6 +71,19 @@ impl std::error::Error for ServerError {}
 struct Shared {
     store: Store,
     max_body_bytes: usize,
+    /// Connections open now, handshakes included.
+    active: AtomicUsize,
+    max_connections: usize,
+    retry_after: Duration,
+}
+
+/// Counts a connection as active until dropped.
+struct ActiveGuard(Arc<Shared>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A bound server, ready to serve.
@@ -99,6 +113,9 @@ impl Server {
             shared: Arc::new(Shared {
                 store,
                 max_body_bytes: settings.max_body_bytes,
+                active: AtomicUsize::new(0),
+                max_connections: settings.max_connections,
+                retry_after: settings.retry_after,
             }),
             settings,
         })
@@ -163,7 +180,16 @@ impl Server {
         let shared = self.shared.clone();
         let header_timeout = self.settings.header_timeout;
         let idle_timeout = self.settings.idle_timeout;
+        let active = shared.active.fetch_add(1, Ordering::Relaxed) + 1;
+        let guard = ActiveGuard(shared.clone());
         async move {
+            let _guard = guard;
+            // Far beyond the limit, even a handshake costs too much: close at once.
+            if active > shared.max_connections.saturating_mul(2) {
+                debug!(peer = %peer, active = active, "connection dropped: server saturated");
+                return;
+            }
+            let saturated = active > shared.max_connections;
             let _ = stream.set_nodelay(true);
             let Some((tls_stream, client)) =
                 handshake(acceptor, stream, peer, header_timeout).await
@@ -174,7 +200,7 @@ impl Server {
             let client_name = client.to_string();
             let client = Arc::new(client);
             let service = service_fn(move |request| {
-                http::handle(request, shared.clone(), client.clone(), peer)
+                http::handle(request, shared.clone(), client.clone(), peer, saturated)
             });
             let io = TokioIo::new(IdleTimeout::new(tls_stream, idle_timeout));
             let connection = http1::Builder::new()

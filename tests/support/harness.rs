@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use acme_dl::pki::{Authority, LeafSpec, Usage};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tempfile::TempDir;
 
 /// Path of the binary under test.
 pub fn binary() -> &'static str {
@@ -132,6 +133,83 @@ pub fn write_lineage(certbot_dir: &Path, issuer: &Authority, lineage: &str, numb
         let link = live.join(format!("{name}.pem"));
         let _ = std::fs::remove_file(&link);
         symlink(format!("../../archive/{lineage}/{name}{number}.pem"), &link).unwrap();
+    }
+}
+
+/// A server over a fresh store, and paths for a client to install into.
+pub struct Deployment {
+    pub dir: TempDir,
+    pub pki: Pki,
+    pub acme: Authority,
+    pub certbot: PathBuf,
+    pub dest: PathBuf,
+    pub server: ServerProcess,
+}
+
+impl Deployment {
+    pub fn new(lineages: &[&str]) -> Deployment {
+        Deployment::with_server_args(lineages, &[])
+    }
+
+    pub fn with_server_args(lineages: &[&str], extra: &[&str]) -> Deployment {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = Pki::new(&dir.path().join("pki"), "web412");
+        let acme = Authority::new_root("test ACME CA", 30).unwrap();
+        let certbot = dir.path().join("letsencrypt");
+        std::fs::create_dir_all(certbot.join("live")).unwrap();
+        for lineage in lineages {
+            write_lineage(&certbot, &acme, lineage, 1);
+        }
+        let mut args = vec![
+            "--no-syslog".to_owned(),
+            "--certbot-dir".to_owned(),
+            certbot.display().to_string(),
+        ];
+        if !extra.contains(&"--config") {
+            args.extend(["--config".to_owned(), "/dev/null".to_owned()]);
+        }
+        if !extra.contains(&"--listen") {
+            args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
+        args.extend(pki.server.args());
+        args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+        let server = ServerProcess::start(&args);
+        let dest = dir.path().join("dest");
+        Deployment {
+            dir,
+            pki,
+            acme,
+            certbot,
+            dest,
+            server,
+        }
+    }
+
+    pub fn client_args(&self, identity: &Identity, lineages: &[&str]) -> Vec<String> {
+        let mut args = vec![
+            "--no-syslog".to_owned(),
+            "--config".to_owned(),
+            "/dev/null".to_owned(),
+            "--server".to_owned(),
+            self.server.url(),
+            "--dest".to_owned(),
+            self.dest.display().to_string(),
+        ];
+        args.extend(identity.args());
+        args.extend(lineages.iter().map(|lineage| (*lineage).to_owned()));
+        args
+    }
+
+    pub fn sync(&self, lineages: &[&str]) -> std::process::Output {
+        run_client(&self.client_args(&self.pki.client, lineages))
+    }
+
+    pub fn store_file(&self, lineage: &str, name: &str) -> Vec<u8> {
+        std::fs::read(self.certbot.join("live").join(lineage).join(name)).unwrap()
+    }
+
+    pub fn installed(&self, lineage: &str, name: &str) -> PathBuf {
+        self.dest.join(lineage).join(name)
     }
 }
 

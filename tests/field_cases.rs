@@ -1,0 +1,910 @@
+//! Field cases of the client's install path: mixed sets on the server, readers during
+//! installs, broken files, a full disk, a dropped connection, odd PEM files, every key
+//! format, the key's mode, and the hooks, exit statuses and lock around them.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::os::unix::fs::{PermissionsExt, symlink};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use acme_dl::lineage::LineageName;
+use acme_dl::verify::{self, DownloadedSet};
+use support::harness::{Deployment, describe, run_client, write_lineage};
+
+/// Returns every file of an installed lineage with its bytes, following the lineage link.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| {
+            let entry = entry.unwrap();
+            (
+                entry.file_name().to_string_lossy().into_owned(),
+                std::fs::read(entry.path()).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Returns leftovers of interrupted installs beside a lineage: staging directories and links.
+fn leftovers(dest: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dest).unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".acme-dl-link") {
+            found.push(entry.path());
+        }
+        if name.ends_with(".acme-dl") && entry.path().is_dir() {
+            for inner in std::fs::read_dir(entry.path()).unwrap().flatten() {
+                if inner.file_name().to_string_lossy().starts_with(".tmp-") {
+                    found.push(inner.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+fn args(deployment: &Deployment, extra: &[&str], lineages: &[&str]) -> Vec<String> {
+    let mut args = deployment.client_args(&deployment.pki.client, lineages);
+    args.extend(extra.iter().map(|arg| (*arg).to_owned()));
+    args
+}
+
+/// Repoints one `live/` link of a lineage to archive version `number`.
+fn repoint(certbot: &Path, lineage: &str, stem: &str, number: u32) {
+    let link = certbot
+        .join("live")
+        .join(lineage)
+        .join(format!("{stem}.pem"));
+    std::fs::remove_file(&link).unwrap();
+    symlink(format!("../../archive/{lineage}/{stem}{number}.pem"), &link).unwrap();
+}
+
+fn marker_hook(dir: &Path) -> (PathBuf, String) {
+    let marker = dir.join("hook-ran");
+    (
+        marker.clone(),
+        format!("echo \"$ACME_DL_CHANGED_LINEAGES\" >> {}", marker.display()),
+    )
+}
+
+#[test]
+fn mixed_set_on_server_is_never_installed() {
+    for key_type in ["ecdsa", "rsa"] {
+        let deployment = Deployment::new(&[]);
+        let store = &deployment.certbot;
+        if key_type == "rsa" {
+            if support::require_program("openssl").is_none() {
+                return;
+            }
+            openssl_lineage(store, "shop.example", 1, "rsa");
+            openssl_lineage(store, "shop.example", 2, "rsa");
+            for stem in ["cert", "chain", "fullchain", "privkey"] {
+                repoint(store, "shop.example", stem, 1);
+            }
+        } else {
+            write_lineage(store, &deployment.acme, "shop.example", 1);
+            write_lineage(store, &deployment.acme, "shop.example", 2);
+            for stem in ["cert", "chain", "fullchain", "privkey"] {
+                repoint(store, "shop.example", stem, 1);
+            }
+        }
+        let (marker, hook) = marker_hook(deployment.dir.path());
+        let first = run_client(&args(
+            &deployment,
+            &["--on-change", &hook],
+            &["shop.example"],
+        ));
+        assert_eq!(
+            first.status.code(),
+            Some(0),
+            "{key_type}: {}",
+            describe(&first)
+        );
+        std::fs::remove_file(&marker).unwrap();
+        let installed = deployment.dest.join("shop.example");
+        let before = snapshot(&installed);
+
+        // Certbot repointed fullchain (with the new key's certificate) but not privkey yet.
+        repoint(store, "shop.example", "fullchain", 2);
+        repoint(store, "shop.example", "cert", 2);
+        let output = run_client(&args(
+            &deployment,
+            &["--on-change", &hook, "--retries", "0"],
+            &["shop.example"],
+        ));
+        assert_eq!(
+            output.status.code(),
+            Some(5),
+            "{key_type}: {}",
+            describe(&output)
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("private key does not match certificate"),
+            "{key_type}: {stderr}"
+        );
+        assert!(stderr.contains("shop.example"), "{key_type}: {stderr}");
+        assert_eq!(
+            snapshot(&installed),
+            before,
+            "{key_type}: the old set changed"
+        );
+        assert!(!marker.exists(), "{key_type}: a hook ran");
+        assert_eq!(leftovers(&deployment.dest), Vec::<PathBuf>::new());
+    }
+}
+
+/// Writes version `number` of a lineage made with OpenSSL: an RSA or EC key and a leaf
+/// signed by an OpenSSL CA kept in `store/openssl-ca`.
+fn openssl_lineage(store: &Path, lineage: &str, number: u32, key_type: &str) {
+    let ca = store.join("openssl-ca");
+    let run = |dir: &Path, args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    if !ca.join("ca.crt").exists() {
+        std::fs::create_dir_all(&ca).unwrap();
+        run(&ca, &["genrsa", "-out", "ca.key", "2048"]);
+        run(
+            &ca,
+            &[
+                "req",
+                "-x509",
+                "-new",
+                "-key",
+                "ca.key",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=OpenSSL ACME CA",
+                "-out",
+                "ca.crt",
+            ],
+        );
+    }
+    let archive = store.join("archive").join(lineage);
+    std::fs::create_dir_all(&archive).unwrap();
+    std::fs::create_dir_all(store.join("live").join(lineage)).unwrap();
+    let key = archive.join(format!("privkey{number}.pem"));
+    match key_type {
+        "rsa" => run(&ca, &["genrsa", "-out", key.to_str().unwrap(), "2048"]),
+        _ => run(
+            &ca,
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-out",
+                key.to_str().unwrap(),
+            ],
+        ),
+    }
+    std::fs::write(
+        ca.join("leaf.ext"),
+        format!("subjectAltName=DNS:{lineage}\n"),
+    )
+    .unwrap();
+    run(
+        &ca,
+        &[
+            "req",
+            "-new",
+            "-key",
+            key.to_str().unwrap(),
+            "-subj",
+            &format!("/CN={lineage}"),
+            "-out",
+            "leaf.csr",
+        ],
+    );
+    let cert = archive.join(format!("cert{number}.pem"));
+    run(
+        &ca,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            cert.to_str().unwrap(),
+        ],
+    );
+    let ca_pem = std::fs::read(ca.join("ca.crt")).unwrap();
+    let mut fullchain = std::fs::read(&cert).unwrap();
+    fullchain.extend_from_slice(&ca_pem);
+    std::fs::write(archive.join(format!("chain{number}.pem")), &ca_pem).unwrap();
+    std::fs::write(archive.join(format!("fullchain{number}.pem")), fullchain).unwrap();
+    for stem in ["cert", "chain", "fullchain", "privkey"] {
+        let link = store.join("live").join(lineage).join(format!("{stem}.pem"));
+        let _ = std::fs::remove_file(&link);
+        symlink(format!("../../archive/{lineage}/{stem}{number}.pem"), &link).unwrap();
+    }
+}
+
+#[test]
+fn reader_never_sees_a_broken_set() {
+    let deployment = Deployment::new(&["shop.example"]);
+    write_lineage(&deployment.certbot, &deployment.acme, "shop.example", 2);
+    let lineage = LineageName::parse("shop.example").unwrap();
+    let installed = deployment.dest.join("shop.example");
+    let first = run_client(&args(&deployment, &[], &["shop.example"]));
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+
+    // The reader resolves the lineage link once per pass, as a service does when it loads
+    // its certificate, then reads and verifies the pair from that version.
+    let stop = Arc::new(AtomicBool::new(false));
+    let passes = Arc::new(AtomicUsize::new(0));
+    let reader = {
+        let (stop, passes, installed, lineage) = (
+            stop.clone(),
+            passes.clone(),
+            installed.clone(),
+            lineage.clone(),
+        );
+        std::thread::spawn(move || -> Result<(), String> {
+            while !stop.load(Ordering::Relaxed) {
+                let version =
+                    std::fs::canonicalize(&installed).map_err(|e| format!("resolving: {e}"))?;
+                let read = |name: &str| {
+                    std::fs::read(version.join(name)).map_err(|e| format!("{name}: {e}"))
+                };
+                let set = DownloadedSet {
+                    fullchain: read("fullchain.pem")?,
+                    privkey: read("privkey.pem")?,
+                    chain: read("chain.pem")?,
+                };
+                let names = verify::default_names(&lineage);
+                verify::verify_set(&lineage, &set, None, &names, SystemTime::now())
+                    .map_err(|error| format!("pass {}: {error}", passes.load(Ordering::Relaxed)))?;
+                passes.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        })
+    };
+    for round in 0..30 {
+        let number = if round % 2 == 0 { 2 } else { 1 };
+        for stem in ["cert", "chain", "fullchain", "privkey"] {
+            repoint(&deployment.certbot, "shop.example", stem, number);
+        }
+        let output = run_client(&args(&deployment, &[], &["shop.example"]));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "round {round}: {}",
+            describe(&output)
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    reader.join().unwrap().unwrap();
+    assert!(
+        passes.load(Ordering::Relaxed) > 30,
+        "the reader ran too few passes"
+    );
+}
+
+#[test]
+fn empty_key_on_server_is_not_offered() {
+    let deployment = Deployment::new(&["shop.example"]);
+    let installed = deployment.dest.join("shop.example");
+    assert_eq!(
+        run_client(&args(&deployment, &[], &["shop.example"]))
+            .status
+            .code(),
+        Some(0)
+    );
+    let before = snapshot(&installed);
+    write_lineage(&deployment.certbot, &deployment.acme, "shop.example", 2);
+    std::fs::write(
+        deployment.certbot.join("archive/shop.example/privkey2.pem"),
+        "",
+    )
+    .unwrap();
+
+    let output = run_client(&args(&deployment, &["--retries", "0"], &["shop.example"]));
+    assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(snapshot(&installed), before);
+    deployment
+        .server
+        .wait_for_log(&["lineage=shop.example", "privkey.pem is unusable", "empty"]);
+}
+
+#[test]
+fn full_disk_keeps_old_set() {
+    let is_root = Command::new("id").arg("-u").output().unwrap().stdout == b"0\n";
+    if !is_root {
+        support::skip_test("mounting a small tmpfs needs root");
+        return;
+    }
+    let deployment = Deployment::new(&["shop.example"]);
+    let mount = deployment.dir.path().join("small");
+    std::fs::create_dir(&mount).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=96k", "tmpfs"])
+        .arg(&mount)
+        .status()
+        .unwrap();
+    assert!(mounted.success(), "mounting a tmpfs failed");
+    let unmount = scopeguard(mount.clone());
+
+    let dest = mount.join("live");
+    let mut client = deployment.client_args(&deployment.pki.client, &["shop.example"]);
+    let dest_index = client.iter().position(|arg| arg == "--dest").unwrap() + 1;
+    client[dest_index] = dest.display().to_string();
+    let (marker, hook) = marker_hook(deployment.dir.path());
+    client.extend([
+        "--on-change".to_owned(),
+        hook,
+        "--retries".to_owned(),
+        "0".to_owned(),
+    ]);
+    let first = run_client(&client);
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+    std::fs::remove_file(&marker).unwrap();
+    let before = snapshot(&dest.join("shop.example"));
+
+    // Fill the file system, then let the server offer a renewal.
+    let mut filler = std::fs::File::create(mount.join("filler")).unwrap();
+    let block = [0u8; 4096];
+    while filler.write_all(&block).is_ok() {}
+    drop(filler);
+    write_lineage(&deployment.certbot, &deployment.acme, "shop.example", 2);
+
+    let output = run_client(&client);
+    assert_eq!(output.status.code(), Some(6), "{}", describe(&output));
+    assert_eq!(snapshot(&dest.join("shop.example")), before);
+    assert_eq!(leftovers(&dest), Vec::<PathBuf>::new());
+    assert!(!marker.exists(), "a hook ran");
+    drop(unmount);
+}
+
+/// Unmounts a file system when dropped, so a failed assertion does not leave it mounted.
+struct Unmount(PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn scopeguard(path: PathBuf) -> Unmount {
+    Unmount(path)
+}
+
+#[test]
+fn dropped_connection_keeps_old_set() {
+    let deployment = Deployment::new(&["shop.example"]);
+    let installed = deployment.dest.join("shop.example");
+    assert_eq!(
+        run_client(&args(&deployment, &[], &["shop.example"]))
+            .status
+            .code(),
+        Some(0)
+    );
+    let before = snapshot(&installed);
+
+    // A server that announces an update, then cuts the first download short.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = server_config(&deployment);
+    let server = std::thread::spawn(move || {
+        let (tcp, _) = listener.accept().unwrap();
+        let connection = rustls::ServerConnection::new(config).unwrap();
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        let mut request = vec![0u8; 4096];
+        let count = stream.read(&mut request).unwrap_or(0);
+        let hash = "a".repeat(64);
+        let body = format!(
+            r#"{{"update_required":true,"message":"x","server_hashes":{{"fullchain_hash":"{hash}","privkey_hash":"{hash}","chain_hash":"{hash}"}}}}"#
+        );
+        if count > 0 {
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = stream.flush();
+            let _ = stream.read(&mut request);
+            let _ =
+                stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n-----BEGIN CERT");
+            let _ = stream.flush();
+        }
+        stream.sock.shutdown(std::net::Shutdown::Both).ok();
+    });
+    let (marker, hook) = marker_hook(deployment.dir.path());
+    let mut client = args(
+        &deployment,
+        &["--on-change", &hook, "--retries", "0"],
+        &["shop.example"],
+    );
+    let server_index = client.iter().position(|arg| arg == "--server").unwrap() + 1;
+    client[server_index] = format!("https://localhost:{port}");
+    let output = run_client(&client);
+    server.join().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    assert_eq!(snapshot(&installed), before);
+    assert_eq!(leftovers(&deployment.dest), Vec::<PathBuf>::new());
+    assert!(!marker.exists(), "a hook ran");
+}
+
+fn server_config(deployment: &Deployment) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let identity = &deployment.pki.server;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&identity.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&identity.cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&identity.key).unwrap();
+    Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain, key)
+            .unwrap(),
+    )
+}
+
+#[test]
+fn crlf_and_text_lines_are_installed_unchanged() {
+    let deployment = Deployment::new(&["shop.example"]);
+    let archive = deployment.certbot.join("archive/shop.example");
+    for stem in ["cert", "chain", "fullchain", "privkey"] {
+        let path = archive.join(format!("{stem}1.pem"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut odd = String::from("subject=CN = shop.example\r\nissuer=CN = test ACME CA\r\n");
+        odd.push_str(&text.replace('\n', "\r\n"));
+        std::fs::write(&path, odd).unwrap();
+    }
+    let output = run_client(&args(&deployment, &[], &["shop.example"]));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    for name in ["fullchain.pem", "privkey.pem", "chain.pem"] {
+        let installed = std::fs::read(deployment.dest.join("shop.example").join(name)).unwrap();
+        assert_eq!(
+            installed,
+            deployment.store_file("shop.example", name),
+            "{name}"
+        );
+    }
+    let again = run_client(&args(&deployment, &[], &["shop.example"]));
+    assert_eq!(again.status.code(), Some(0));
+    deployment
+        .server
+        .wait_for_log(&["lineage=shop.example", "outcome=up-to-date"]);
+}
+
+#[test]
+fn every_key_format_matches_and_mismatches() {
+    if support::require_program("openssl").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let openssl = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    };
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ca.key",
+    ]);
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca.key",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=Key Format CA",
+        "-out",
+        "ca.crt",
+    ]);
+    std::fs::write(
+        dir.path().join("leaf.ext"),
+        "subjectAltName=DNS:shop.example\n",
+    )
+    .unwrap();
+    let formats: [(&str, &[&str], &str); 4] = [
+        (
+            "rsa-pkcs1",
+            &["genrsa", "-traditional", "-out", "rsa-pkcs1.key", "2048"],
+            "-----BEGIN RSA PRIVATE KEY-----",
+        ),
+        (
+            "rsa-pkcs8",
+            &[
+                "genpkey",
+                "-algorithm",
+                "RSA",
+                "-pkeyopt",
+                "rsa_keygen_bits:2048",
+                "-out",
+                "rsa-pkcs8.key",
+            ],
+            "-----BEGIN PRIVATE KEY-----",
+        ),
+        (
+            "p256-sec1",
+            &[
+                "ecparam",
+                "-name",
+                "prime256v1",
+                "-genkey",
+                "-noout",
+                "-out",
+                "p256-sec1.key",
+            ],
+            "-----BEGIN EC PRIVATE KEY-----",
+        ),
+        (
+            "p384-pkcs8",
+            &[
+                "genpkey",
+                "-algorithm",
+                "EC",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-384",
+                "-out",
+                "p384-pkcs8.key",
+            ],
+            "-----BEGIN PRIVATE KEY-----",
+        ),
+    ];
+    let lineage = LineageName::parse("shop.example").unwrap();
+    let names = verify::default_names(&lineage);
+    let chain = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    let mut sets = Vec::new();
+    for (name, generate, header) in formats {
+        openssl(generate);
+        let key = std::fs::read(dir.path().join(format!("{name}.key"))).unwrap();
+        assert!(
+            key.starts_with(header.as_bytes()),
+            "{name}: {}",
+            String::from_utf8_lossy(&key[..40])
+        );
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &format!("{name}.key"),
+            "-subj",
+            "/CN=shop.example",
+            "-out",
+            &format!("{name}.csr"),
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            &format!("{name}.crt"),
+        ]);
+        let mut fullchain = std::fs::read(dir.path().join(format!("{name}.crt"))).unwrap();
+        fullchain.extend_from_slice(&chain);
+        let set = DownloadedSet {
+            fullchain,
+            privkey: key,
+            chain: chain.clone(),
+        };
+        verify::verify_set(&lineage, &set, None, &names, SystemTime::now())
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        sets.push((name, set));
+    }
+    // Each key against the certificate of the other key of the same algorithm.
+    for (first, second) in [(0, 1), (1, 0), (2, 3), (3, 2)] {
+        let mut mixed = sets[first].1.clone();
+        mixed.privkey = sets[second].1.privkey.clone();
+        let error =
+            verify::verify_set(&lineage, &mixed, None, &names, SystemTime::now()).unwrap_err();
+        assert_eq!(
+            error.check,
+            verify::Check::KeyMismatch,
+            "{}: {error}",
+            sets[first].0
+        );
+    }
+    // And an EC key of the same curve, generated separately.
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "other.key",
+    ]);
+    let mut mixed = sets[2].1.clone();
+    mixed.privkey = std::fs::read(dir.path().join("other.key")).unwrap();
+    let error = verify::verify_set(&lineage, &mixed, None, &names, SystemTime::now()).unwrap_err();
+    assert_eq!(
+        error.check,
+        verify::Check::KeyMismatch,
+        "p256 against p256: {error}"
+    );
+}
+
+#[test]
+fn key_is_created_private_before_writing() {
+    let Some(strace) = support::require_program("strace") else {
+        return;
+    };
+    let deployment = Deployment::new(&["shop.example"]);
+    let trace = deployment.dir.path().join("trace");
+    let output = Command::new("sh")
+        .arg("-c")
+        .arg(
+            "umask 022; s=$0; t=$1; b=$2; shift 2; \
+             exec \"$s\" -f -e trace=openat,fchmod,write -o \"$t\" \"$b\" client \"$@\"",
+        )
+        .arg(strace)
+        .arg(&trace)
+        .arg(support::harness::binary())
+        .args(args(&deployment, &[], &["shop.example"]))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let log = std::fs::read_to_string(&trace).unwrap();
+    let created: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("privkey.pem") && line.contains("O_CREAT"))
+        .collect();
+    assert!(
+        !created.is_empty(),
+        "no creation of privkey.pem in the trace:\n{log}"
+    );
+    for line in created {
+        assert!(line.contains("O_EXCL"), "{line}");
+        assert!(line.contains(", 0600)"), "{line}");
+    }
+    let mode = std::fs::metadata(deployment.dest.join("shop.example/privkey.pem"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn hooks_run_once_with_changed_lineages() {
+    let deployment = Deployment::new(&["a.example", "b.example"]);
+    let (marker, hook) = marker_hook(deployment.dir.path());
+    let output = run_client(&args(
+        &deployment,
+        &["--on-change", &hook, "--exit-code"],
+        &["a.example", "b.example"],
+    ));
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "a.example b.example\n"
+    );
+
+    let output = run_client(&args(
+        &deployment,
+        &["--on-change", &hook, "--exit-code"],
+        &["a.example", "b.example"],
+    ));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "a.example b.example\n",
+        "hook ran without a change"
+    );
+
+    write_lineage(&deployment.certbot, &deployment.acme, "b.example", 2);
+    let output = run_client(&args(
+        &deployment,
+        &["--on-change", &hook],
+        &["a.example", "b.example"],
+    ));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap(),
+        "a.example b.example\nb.example\n"
+    );
+}
+
+#[test]
+fn failed_check_restores_previous_set() {
+    let deployment = Deployment::new(&["shop.example"]);
+    assert_eq!(
+        run_client(&args(&deployment, &[], &["shop.example"]))
+            .status
+            .code(),
+        Some(0)
+    );
+    let installed = deployment.dest.join("shop.example");
+    let before = snapshot(&installed);
+    write_lineage(&deployment.certbot, &deployment.acme, "shop.example", 2);
+    let (marker, hook) = marker_hook(deployment.dir.path());
+    let output = run_client(&args(
+        &deployment,
+        &[
+            "--check",
+            "echo config broken >&2; exit 1",
+            "--on-change",
+            &hook,
+        ],
+        &["shop.example"],
+    ));
+    assert_eq!(output.status.code(), Some(7), "{}", describe(&output));
+    assert_eq!(snapshot(&installed), before);
+    assert!(!marker.exists(), "on_change ran after a failed check");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("config broken"),
+        "the check's output is not logged: {stderr}"
+    );
+}
+
+#[test]
+fn failed_reload_reports_hook_status() {
+    let deployment = Deployment::new(&["shop.example"]);
+    let output = run_client(&args(
+        &deployment,
+        &["--on-change", "exit 4"],
+        &["shop.example"],
+    ));
+    assert_eq!(output.status.code(), Some(7), "{}", describe(&output));
+    assert!(deployment.dest.join("shop.example/privkey.pem").exists());
+}
+
+#[test]
+fn slow_hook_is_killed() {
+    let deployment = Deployment::new(&["shop.example"]);
+    let started = std::time::Instant::now();
+    let output = run_client(&args(
+        &deployment,
+        &["--on-change", "sleep 30", "--hook-timeout", "1"],
+        &["shop.example"],
+    ));
+    assert_eq!(output.status.code(), Some(7), "{}", describe(&output));
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("timed out"));
+}
+
+#[test]
+fn rollback_restores_previous_set() {
+    let deployment = Deployment::new(&["shop.example"]);
+    assert_eq!(
+        run_client(&args(&deployment, &[], &["shop.example"]))
+            .status
+            .code(),
+        Some(0)
+    );
+    let installed = deployment.dest.join("shop.example");
+    let first = snapshot(&installed);
+    write_lineage(&deployment.certbot, &deployment.acme, "shop.example", 2);
+    assert_eq!(
+        run_client(&args(&deployment, &[], &["shop.example"]))
+            .status
+            .code(),
+        Some(0)
+    );
+    assert_ne!(snapshot(&installed), first);
+
+    let (marker, hook) = marker_hook(deployment.dir.path());
+    let output = run_client(&args(
+        &deployment,
+        &["--rollback", "--on-change", &hook],
+        &["shop.example"],
+    ));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(snapshot(&installed), first);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "shop.example\n");
+}
+
+#[test]
+fn second_run_waits_for_lock() {
+    let Some(flock) = support::require_program("flock") else {
+        return;
+    };
+    let deployment = Deployment::new(&["shop.example"]);
+    let lock = deployment.dir.path().join("client.lock");
+    let mut holder = Command::new(flock)
+        .arg(&lock)
+        .args(["sleep", "5"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let output = run_client(&args(
+        &deployment,
+        &["--lock-file", lock.to_str().unwrap(), "--timeout", "1"],
+        &["shop.example"],
+    ));
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(output.status.code(), Some(8), "{}", describe(&output));
+    assert!(!deployment.dest.join("shop.example").exists());
+
+    let output = run_client(&args(
+        &deployment,
+        &["--lock-file", lock.to_str().unwrap()],
+        &["shop.example"],
+    ));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn verification_failure_runs_no_hook() {
+    let deployment = Deployment::new(&["shop.example"]);
+    // The lineage's certificate names another domain.
+    let config = deployment.dir.path().join("client.toml");
+    std::fs::write(
+        &config,
+        "[lineage.\"shop.example\"]\nnames = [\"other.example\"]\n",
+    )
+    .unwrap();
+    let (marker, hook) = marker_hook(deployment.dir.path());
+    let mut client = args(&deployment, &["--on-change", &hook], &["shop.example"]);
+    let config_index = client.iter().position(|arg| arg == "--config").unwrap() + 1;
+    client[config_index] = config.display().to_string();
+    let output = run_client(&client);
+    assert_eq!(output.status.code(), Some(5), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("does not cover other.example"));
+    assert!(!marker.exists());
+    assert!(!deployment.dest.join("shop.example").exists());
+}
