@@ -258,7 +258,11 @@ fn dead_server_is_unreachable() {
     assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("connecting failed"), "{stderr}");
-    assert_eq!(stderr.matches("transient failure; retrying").count(), 1, "{stderr}");
+    assert_eq!(
+        stderr.matches("transient failure; retrying").count(),
+        1,
+        "{stderr}"
+    );
     // The first retry waits between half and all of one second: never a tight loop.
     assert!(started.elapsed() >= std::time::Duration::from_millis(500));
 }

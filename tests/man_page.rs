@@ -1,0 +1,181 @@
+//! The man page, docs/acme-dl.1, is generated from the command-line definitions plus the
+//! sections below; this test fails when it is out of date. Regenerate it with
+//! `ACME_DL_UPDATE_MAN=1 cargo test --test man_page`.
+
+use std::io::Write;
+use std::path::Path;
+
+use clap::CommandFactory;
+
+const EXIT_STATUS: &[(&str, &str)] = &[
+    (
+        "0",
+        "Every requested lineage is current or was updated. The server exits 0 after SIGTERM or SIGINT.",
+    ),
+    (
+        "1",
+        "With --exit-code only: a lineage was updated and everything succeeded.",
+    ),
+    (
+        "2",
+        "Configuration: a bad flag, an unreadable or invalid file, URL, certificate or key, or an invalid lineage name. Nothing was fetched.",
+    ),
+    (
+        "3",
+        "Server unreachable: refused, timed out or saturated after every retry, or its certificate is not trusted or not valid for the host of the URL.",
+    ),
+    (
+        "4",
+        "Rejected by the server: an HTTP error such as 404 for an unknown lineage or 500 for a lineage broken on the server, or a TLS alert against the client's certificate.",
+    ),
+    (
+        "5",
+        "Verification failed: the downloaded set is incomplete, inconsistent, expired, for other names, or differs from the announced hashes. Nothing was installed.",
+    ),
+    (
+        "6",
+        "Install failed: reading or writing local files failed, for example on a full disk. The previous set is kept.",
+    ),
+    (
+        "7",
+        "A hook failed: an on_change command failed (the new files stay installed), or a check command failed and the previous sets were restored.",
+    ),
+    ("8", "Another run held the lock for the whole run timeout."),
+];
+
+const EXAMPLES: &str = r#".SH EXAMPLES
+Fetch two lineages and reload nginx when either changed:
+.PP
+.nf
+acme\-dl client \-\-server https://certs.example.net:8443 \e
+    \-\-on\-change "systemctl reload nginx" example.com mail.example.com
+.fi
+.PP
+A cron line that spreads a fleet over 30 minutes:
+.PP
+.nf
+17 */6 * * * root acme\-dl client \-\-splay 30m \-\-on\-change "systemctl reload nginx"
+.fi
+.PP
+A Makefile rule that reloads only when files changed:
+.PP
+.nf
+certs:
+	acme\-dl client \-\-exit\-code example.com; status=$$?; \e
+	if [ $$status \-eq 1 ]; then systemctl reload nginx; \e
+	elif [ $$status \-ne 0 ]; then exit $$status; fi
+.fi
+.PP
+A systemd service and timer:
+.PP
+.nf
+[Service]
+Type=oneshot
+ExecStart=/usr/local/bin/acme\-dl client \-\-config /etc/acme\-dl/client.toml
+
+[Timer]
+OnCalendar=daily
+RandomizedDelaySec=1h
+Persistent=true
+.fi
+"#;
+
+const FILES: &str = r#".SH FILES
+.TP
+/etc/acme\-dl/server.toml, /etc/acme\-dl/client.toml
+Configuration files, read when they exist and \-\-config is not given.
+.TP
+DEST/NAME \-> .NAME.acme\-dl/set\-NNNN
+A lineage installed by the client: a link switched atomically to the current version.
+.TP
+DEST/.acme\-dl\-client.lock
+The lock shared by client runs.
+"#;
+
+fn render() -> Vec<u8> {
+    let command = acme_dl::cli::Cli::command();
+    let mut out = Vec::new();
+    let man = clap_mangen::Man::new(command.clone());
+    man.render_title(&mut out).unwrap();
+    man.render_name_section(&mut out).unwrap();
+    man.render_synopsis_section(&mut out).unwrap();
+    man.render_description_section(&mut out).unwrap();
+    man.render_options_section(&mut out).unwrap();
+    // clap_mangen names one page per subcommand; this page documents them all.
+    let mut subcommands = Vec::new();
+    man.render_subcommands_section(&mut subcommands).unwrap();
+    let subcommands = String::from_utf8(subcommands).unwrap();
+    for name in ["server", "client", "demo", "help"] {
+        let page = format!("acme\\-dl\\-{name}(1)");
+        assert!(
+            subcommands.contains(&page),
+            "{page} missing from {subcommands}"
+        );
+    }
+    let subcommands =
+        ["server", "client", "demo", "help"]
+            .iter()
+            .fold(subcommands, |text, name| {
+                text.replace(
+                    &format!("acme\\-dl\\-{name}(1)"),
+                    &format!("acme\\-dl {name}"),
+                )
+            });
+    out.extend_from_slice(subcommands.as_bytes());
+    for name in ["server", "client", "demo"] {
+        let subcommand = command.find_subcommand(name).unwrap().clone();
+        let mut section = Vec::new();
+        clap_mangen::Man::new(subcommand)
+            .render_options_section(&mut section)
+            .unwrap();
+        let text = String::from_utf8(section).unwrap().replacen(
+            ".SH OPTIONS",
+            &format!(".SH {} OPTIONS", name.to_uppercase()),
+            1,
+        );
+        out.extend_from_slice(text.as_bytes());
+    }
+    writeln!(out, ".SH \"EXIT STATUS\"").unwrap();
+    for (code, meaning) in EXIT_STATUS {
+        writeln!(out, ".TP\n\\fB{code}\\fR\n{}", meaning.replace('-', "\\-")).unwrap();
+    }
+    out.extend_from_slice(FILES.as_bytes());
+    out.extend_from_slice(EXAMPLES.as_bytes());
+    out.extend_from_slice(b".SH \"SEE ALSO\"\ncertbot(1), systemd.timer(5), crontab(5)\n");
+    out
+}
+
+#[test]
+fn man_page_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/acme-dl.1");
+    let rendered = render();
+    if std::env::var_os("ACME_DL_UPDATE_MAN").is_some() {
+        std::fs::write(&path, &rendered).unwrap();
+    }
+    let committed = std::fs::read(&path).unwrap_or_default();
+    assert!(
+        committed == rendered,
+        "docs/acme-dl.1 is out of date; run ACME_DL_UPDATE_MAN=1 cargo test --test man_page"
+    );
+}
+
+#[test]
+fn man_page_renders() {
+    let Ok(output) = std::process::Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/acme-dl.1"))
+        .env("MANWIDTH", "100")
+        .output()
+    else {
+        eprintln!("skipped: man is not installed");
+        return;
+    };
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(text.contains("EXIT STATUS"), "{text}");
+    assert!(text.contains("CLIENT OPTIONS"), "{text}");
+}
