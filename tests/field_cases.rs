@@ -908,3 +908,57 @@ fn verification_failure_runs_no_hook() {
     assert!(!marker.exists());
     assert!(!deployment.dest.join("shop.example").exists());
 }
+
+#[test]
+fn kill_at_random_instants_leaves_a_complete_set() {
+    let deployment = Deployment::new(&["shop.example"]);
+    write_lineage(&deployment.certbot, &deployment.acme, "shop.example", 2);
+    let lineage = LineageName::parse("shop.example").unwrap();
+    let installed = deployment.dest.join("shop.example");
+    let names = verify::default_names(&lineage);
+    let check_installed = |round: usize| {
+        let Ok(version) = std::fs::canonicalize(&installed) else {
+            // Killed before the first install finished: nothing may be there at all.
+            assert!(
+                std::fs::symlink_metadata(&installed).is_err(),
+                "round {round}: dangling lineage"
+            );
+            return;
+        };
+        let read = |name: &str| std::fs::read(version.join(name)).unwrap();
+        let set = DownloadedSet {
+            fullchain: read("fullchain.pem"),
+            privkey: read("privkey.pem"),
+            chain: read("chain.pem"),
+        };
+        verify::verify_set(&lineage, &set, None, &names, SystemTime::now())
+            .unwrap_or_else(|error| panic!("round {round}: {error}"));
+    };
+
+    let mut seed = std::process::id() as u64;
+    for round in 0..40 {
+        let number = if round % 2 == 0 { 2 } else { 1 };
+        for stem in ["cert", "chain", "fullchain", "privkey"] {
+            repoint(&deployment.certbot, "shop.example", stem, number);
+        }
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let delay = Duration::from_micros((seed >> 33) % 30_000);
+        let mut child = Command::new(support::harness::binary())
+            .arg("client")
+            .args(args(&deployment, &[], &["shop.example"]))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill();
+        let _ = child.wait();
+        check_installed(round);
+    }
+    let output = run_client(&args(&deployment, &[], &["shop.example"]));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    check_installed(40);
+    assert_eq!(leftovers(&deployment.dest), Vec::<PathBuf>::new());
+}

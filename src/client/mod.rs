@@ -370,6 +370,9 @@ async fn sync_lineage(
     options: &InstallOptions,
 ) -> Result<LineageOutcome, SyncError> {
     let name = &lineage.name;
+    // A run killed mid-install leaves a staging directory; a current lineage is never
+    // installed again, so the cleaning happens here.
+    tokio::task::block_in_place(|| install::clean_up(&lineage.dir));
     let local = local_hashes(lineage)?;
     let request = CheckRequest {
         domain: name.to_string(),

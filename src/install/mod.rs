@@ -413,6 +413,13 @@ fn sync_dir(dir: &Path) -> Result<(), InstallError> {
         .map_err(failed("flushing directory", dir))
 }
 
+/// Removes what an interrupted install of the lineage at `dir` left behind.
+pub fn clean_up(dir: &Path) {
+    if let Ok(layout) = Layout::new(dir) {
+        remove_leftovers(&layout);
+    }
+}
+
 /// Removes what an interrupted run left: staging directories and a staging link.
 fn remove_leftovers(layout: &Layout) {
     for entry in fs::read_dir(&layout.store).into_iter().flatten().flatten() {
