@@ -11,6 +11,7 @@ pub mod install;
 pub mod lineage;
 pub mod logging;
 pub mod pem;
+pub mod pkcs12;
 pub mod pki;
 pub mod protocol;
 pub mod server;

@@ -1,6 +1,7 @@
-//! Field cases of the client's install path: mixed sets on the server, readers during
-//! installs, broken files, a full disk, a dropped connection, odd PEM files, every key
-//! format, the key's mode, and the hooks, exit statuses and lock around them.
+//! Field cases of the client's install path. They cover mixed sets on the server,
+//! readers during installs, broken files, a full disk, a dropped connection, odd PEM
+//! files, every key format and the key's mode. The hooks, exit statuses and lock around
+//! the install are tested here too.
 
 mod support;
 

@@ -15,7 +15,7 @@ use tracing::{error, info, warn};
 /// Most output lines logged per stream of a command; the rest are counted.
 const MAX_LOGGED_LINES: usize = 50;
 
-/// What a hook command is told about the run.
+/// Facts about the run passed to a hook command.
 #[derive(Debug, Clone, Default)]
 pub struct HookContext {
     /// Lineages whose change the command reacts to.
@@ -26,7 +26,7 @@ pub struct HookContext {
     pub files: Vec<PathBuf>,
 }
 
-/// Why a command failed.
+/// Failure of a hook command.
 #[derive(Debug)]
 pub enum HookError {
     Spawn(std::io::Error),

@@ -45,7 +45,7 @@ pub async fn acquire(path: &Path, deadline: Instant) -> std::io::Result<Option<R
             return Ok(None);
         }
         if !logged {
-            info!(lock = %path.display(), "another run holds the lock; waiting");
+            info!(lock = %path.display(), "lock held by another run; waiting");
             logged = true;
         }
         tokio::time::sleep(POLL_INTERVAL).await;

@@ -1,5 +1,5 @@
 //! The client: for each lineage, compare local hashes with the server's, fetch the set
-//! when it is stale, verify it as a whole and install it; then run the hooks.
+//! when it is stale, verify it as a whole and install it. Then run the hooks.
 //!
 //! All lineages of a run share one connection. Each lineage succeeds or fails on its own.
 //! Checking a set is left to `verify`, writing it to `install`, commands to `hooks`.
@@ -111,7 +111,7 @@ pub enum LineageOutcome {
     },
 }
 
-/// What an update installed.
+/// Record of an installed update.
 #[derive(Debug, Clone)]
 pub struct Update {
     pub dir: PathBuf,

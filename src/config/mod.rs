@@ -64,7 +64,7 @@ pub struct ServerFile {
     pub max_body_bytes: Option<usize>,
     /// Connections served at once; connections beyond it get 503 with Retry-After.
     pub max_connections: Option<usize>,
-    /// Seconds a client is told to wait (Retry-After) when the server is saturated.
+    /// Seconds sent in Retry-After when the server is saturated.
     pub retry_after_secs: Option<u64>,
 }
 

@@ -3,8 +3,8 @@
 //! Each set is written into a new version directory next to the lineage directory, and
 //! the lineage path becomes a symbolic link switched to it by one rename, as Certbot does
 //! with its own links. After a crash at any instant the lineage path names either the
-//! complete old set or the complete new one; file data is flushed before the rename that
-//! publishes it, so the same holds after a power loss. What to install is left to `client`.
+//! complete old set or the complete new one. File data is flushed before the rename that
+//! publishes it, so the same is true after a power loss. What to install is left to `client`.
 //!
 //! ```text
 //! live/example.com -> .example.com.acme-dl/set-0007
@@ -54,7 +54,7 @@ pub struct Ownership {
     pub cert_mode: Option<u32>,
 }
 
-/// How a set is installed.
+/// Options of an install.
 #[derive(Debug, Clone, Copy)]
 pub struct InstallOptions {
     pub ownership: Ownership,
@@ -140,7 +140,7 @@ pub struct Installed {
 pub struct Layout {
     /// The lineage path services use, a link to the current version.
     pub dir: PathBuf,
-    /// The directory that holds the versions.
+    /// The directory that contains the versions.
     pub store: PathBuf,
     parent: PathBuf,
     name: String,

@@ -389,7 +389,7 @@ fn store_failure(
     }
 }
 
-/// Tells a client to come back later: the server holds more connections than it serves.
+/// Builds the 503 response sent while the server has more connections than it serves.
 fn unavailable(log: &RequestLog<'_>, retry_after: std::time::Duration) -> HttpResponse {
     let mut response = log.reject(
         StatusCode::SERVICE_UNAVAILABLE,

@@ -219,7 +219,7 @@ impl Server {
                 }
             };
             match result {
-                // hyper answers these itself (408, 431, 400), before any handler runs.
+                // hyper sends these responses itself (408, 431, 400), before any handler runs.
                 Err(error)
                     if error.is_timeout() || error.is_parse() || error.is_parse_too_large() =>
                 {
