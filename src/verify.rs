@@ -83,6 +83,10 @@ pub struct VerifiedSet {
     pub serial: String,
     /// End of the leaf's validity, seconds since the Unix epoch.
     pub not_after: i64,
+    /// The leaf followed by the chain, DER.
+    pub certificates_der: Vec<Vec<u8>>,
+    /// The private key as PKCS#8 DER, whatever its PEM form was.
+    pub key_pkcs8_der: Vec<u8>,
 }
 
 /// Verifies a downloaded set for `lineage` at time `now`.
@@ -133,6 +137,7 @@ pub fn verify_set(
     let leaf = parse_certificate(SetFile::Fullchain, leaf_der)?;
     let issuer = parse_certificate(SetFile::Chain, &chain[0])?;
 
+    let key_pkcs8_der = to_pkcs8(&key, &leaf);
     check_key_matches(leaf_der, key, lineage)?;
     if leaf.issuer() != issuer.subject() {
         return Err(fail(
@@ -162,7 +167,53 @@ pub fn verify_set(
         leaf_pem: first_block(&set.fullchain),
         serial: leaf.raw_serial_as_string().replace(':', ""),
         not_after: leaf.validity().not_after.timestamp(),
+        certificates_der: fullchain
+            .iter()
+            .map(|cert| cert.as_ref().to_vec())
+            .collect(),
+        key_pkcs8_der,
     })
+}
+
+/// Converts a PKCS#1 (RSA) or SEC1 (EC) key to PKCS#8 (RFC 5208), taking the EC curve
+/// from the leaf's public key, which the key must match anyway.
+fn to_pkcs8(key: &PrivateKeyDer<'_>, leaf: &X509Certificate<'_>) -> Vec<u8> {
+    const RSA_ENCRYPTION: &[u64] = &[1, 2, 840, 113_549, 1, 1, 1];
+    const EC_PUBLIC_KEY: &[u64] = &[1, 2, 840, 10_045, 2, 1];
+    let wrap = |algorithm: &[u64], curve: Option<Vec<u64>>, inner: &[u8]| {
+        yasna::construct_der(|writer| {
+            writer.write_sequence(|writer| {
+                writer.next().write_u8(0);
+                writer.next().write_sequence(|writer| {
+                    writer
+                        .next()
+                        .write_oid(&yasna::models::ObjectIdentifier::from_slice(algorithm));
+                    match &curve {
+                        Some(curve) => writer
+                            .next()
+                            .write_oid(&yasna::models::ObjectIdentifier::from_slice(curve)),
+                        None => writer.next().write_null(),
+                    }
+                });
+                writer.next().write_bytes(inner);
+            })
+        })
+    };
+    match key {
+        PrivateKeyDer::Pkcs8(der) => der.secret_pkcs8_der().to_vec(),
+        PrivateKeyDer::Pkcs1(der) => wrap(RSA_ENCRYPTION, None, der.secret_pkcs1_der()),
+        PrivateKeyDer::Sec1(der) => {
+            let curve = leaf
+                .public_key()
+                .algorithm
+                .parameters
+                .as_ref()
+                .and_then(|parameters| parameters.as_oid().ok())
+                .and_then(|oid| oid.iter().map(|arcs| arcs.collect::<Vec<u64>>()));
+            wrap(EC_PUBLIC_KEY, curve, der.secret_sec1_der())
+        }
+        _ => Vec::new(),
+    }
 }
 
 /// Returns the names a lineage's certificate must cover by default: the lineage name

@@ -963,3 +963,99 @@ fn kill_at_random_instants_leaves_a_complete_set() {
     check_installed(40);
     assert_eq!(leftovers(&deployment.dest), Vec::<PathBuf>::new());
 }
+
+#[test]
+fn extra_outputs_follow_the_lineage_table() {
+    let Some(openssl) = support::require_program("openssl") else {
+        return;
+    };
+    let deployment = Deployment::new(&["shop.example"]);
+    // A full chain without a final newline must still give a combined file whose key
+    // block starts on a line of its own.
+    let fullchain = deployment
+        .certbot
+        .join("archive/shop.example/fullchain1.pem");
+    let text = std::fs::read_to_string(&fullchain).unwrap();
+    std::fs::write(&fullchain, text.trim_end()).unwrap();
+
+    let password = deployment.dir.path().join("p12.pass");
+    std::fs::write(&password, "s3cret\n").unwrap();
+    let target = deployment.dir.path().join("haproxy/shop");
+    let config = deployment.dir.path().join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[lineage.\"shop.example\"]\ndir = \"{}\"\ncombined = \"shop.pem\"\npkcs12 = \"shop.p12\"\n\
+             pkcs12_password_file = \"{}\"\nkey_mode = \"0640\"\ngroup = \"0\"\ncert = \"\"\n",
+            target.display(),
+            password.display()
+        ),
+    )
+    .unwrap();
+    let mut client = args(&deployment, &[], &["shop.example"]);
+    let config_index = client.iter().position(|arg| arg == "--config").unwrap() + 1;
+    client[config_index] = config.display().to_string();
+    let output = run_client(&client);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    let combined = std::fs::read_to_string(target.join("shop.pem")).unwrap();
+    let key = deployment.store_file("shop.example", "privkey.pem");
+    assert!(
+        combined.starts_with(text.trim_end()),
+        "combined does not start with the chain"
+    );
+    assert!(
+        combined.ends_with(std::str::from_utf8(&key).unwrap()),
+        "combined does not end with the key"
+    );
+    assert!(
+        combined.contains("-----END CERTIFICATE-----\n-----BEGIN PRIVATE KEY-----"),
+        "{combined}"
+    );
+    let mode = |name: &str| {
+        std::fs::metadata(target.join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("shop.pem"), 0o640);
+    assert_eq!(mode("shop.p12"), 0o640);
+    assert_eq!(mode("privkey.pem"), 0o640);
+    assert_eq!(mode("fullchain.pem"), 0o644);
+    assert!(
+        !target.join("cert.pem").exists(),
+        "cert = \"\" should skip cert.pem"
+    );
+
+    let extract = |args: &[&str]| {
+        let output = Command::new(&openssl)
+            .args(args)
+            .current_dir(&target)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output.stdout
+    };
+    let from_p12 = extract(&[
+        "pkcs12",
+        "-in",
+        "shop.p12",
+        "-passin",
+        "pass:s3cret",
+        "-nodes",
+        "-nocerts",
+    ]);
+    std::fs::write(target.join("p12-key.pem"), from_p12).unwrap();
+    let key_public = extract(&["pkey", "-in", "p12-key.pem", "-pubout"]);
+    let cert_public = extract(&["x509", "-in", "fullchain.pem", "-noout", "-pubkey"]);
+    assert_eq!(
+        key_public, cert_public,
+        "the PKCS#12 key does not match the certificate"
+    );
+    std::fs::remove_file(target.join("p12-key.pem")).unwrap();
+}

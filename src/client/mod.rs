@@ -418,7 +418,7 @@ async fn sync_lineage(
     )
     .map_err(SyncError::Verification)?;
 
-    let files = set_files(lineage, &set, &verified.leaf_pem);
+    let files = set_files(lineage, &set, &verified)?;
     let installed =
         tokio::task::block_in_place(|| install::install_set(&lineage.dir, &files, options))
             .map_err(|failure| SyncError::Local(failure.to_string()))?;
@@ -447,7 +447,11 @@ async fn sync_lineage(
 
 /// Builds the files of a lineage from a verified set: the protocol files, the leaf and
 /// the combined PEM when configured.
-fn set_files(lineage: &LineageSettings, set: &DownloadedSet, leaf_pem: &[u8]) -> Vec<NewFile> {
+fn set_files(
+    lineage: &LineageSettings,
+    set: &DownloadedSet,
+    verified: &verify::VerifiedSet,
+) -> Result<Vec<NewFile>, SyncError> {
     let file = |name: &str, contents: &[u8], private: bool| NewFile {
         name: name.to_owned(),
         contents: contents.to_vec(),
@@ -459,7 +463,7 @@ fn set_files(lineage: &LineageSettings, set: &DownloadedSet, leaf_pem: &[u8]) ->
         file(&lineage.chain, &set.chain, false),
     ];
     if let Some(cert) = &lineage.cert {
-        files.push(file(cert, leaf_pem, false));
+        files.push(file(cert, &verified.leaf_pem, false));
     }
     if let Some(combined) = &lineage.combined {
         let mut contents = set.fullchain.clone();
@@ -469,7 +473,24 @@ fn set_files(lineage: &LineageSettings, set: &DownloadedSet, leaf_pem: &[u8]) ->
         contents.extend_from_slice(&set.privkey);
         files.push(file(combined, &contents, true));
     }
-    files
+    if let Some((name, password_file)) = &lineage.pkcs12 {
+        let password = std::fs::read_to_string(password_file).map_err(|failure| {
+            SyncError::Config(format!(
+                "reading the PKCS#12 password file {}: {failure}",
+                password_file.display()
+            ))
+        })?;
+        let password = password.lines().next().unwrap_or_default();
+        let pfx = crate::pkcs12::build(
+            &verified.certificates_der,
+            &verified.key_pkcs8_der,
+            password,
+            lineage.name.as_str(),
+        )
+        .map_err(|failure| SyncError::Config(format!("building {name}: {failure}")))?;
+        files.push(file(name, &pfx, true));
+    }
+    Ok(files)
 }
 
 fn ensure_ok(reply: &connection::Reply, what: &str) -> Result<(), SyncError> {

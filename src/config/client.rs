@@ -94,6 +94,10 @@ pub struct LineageFile {
     pub cert: Option<String>,
     /// File name of a combined PEM (full chain, then key), as HAProxy reads it.
     pub combined: Option<String>,
+    /// File name of a PKCS#12 file with the chain and the key.
+    pub pkcs12: Option<String>,
+    /// File whose first line is the PKCS#12 password.
+    pub pkcs12_password_file: Option<PathBuf>,
     /// Owner of the installed files, a name or a uid.
     pub owner: Option<String>,
     /// Group of the installed files, a name or a gid.
@@ -127,6 +131,8 @@ pub struct LineageSettings {
     /// `None` when the leaf is not installed on its own.
     pub cert: Option<String>,
     pub combined: Option<String>,
+    /// File name of the PKCS#12 output and the file holding its password.
+    pub pkcs12: Option<(String, PathBuf)>,
     pub ownership: Ownership,
     pub hooks: HookSettings,
 }
@@ -162,6 +168,7 @@ impl LineageSettings {
             chain: "chain.pem".to_owned(),
             cert: Some("cert.pem".to_owned()),
             combined: None,
+            pkcs12: None,
             ownership: Ownership::default(),
             hooks: HookSettings::default(),
             name,
@@ -328,6 +335,15 @@ fn lineage_settings(
         .combined
         .map(|value| file_name(Some(value), ""))
         .transpose()?;
+    let pkcs12 = match (table.pkcs12, table.pkcs12_password_file) {
+        (Some(name), Some(password_file)) => Some((file_name(Some(name), "")?, password_file)),
+        (None, None) => None,
+        _ => {
+            return Err(context(
+                "pkcs12 and pkcs12_password_file must be set together".to_owned(),
+            ));
+        }
+    };
     let settings = LineageSettings {
         dir: table.dir.unwrap_or_else(|| dest.join(name.as_str())),
         names: table
@@ -338,6 +354,7 @@ fn lineage_settings(
         chain: file_name(table.chain, "chain.pem")?,
         cert,
         combined,
+        pkcs12,
         ownership,
         hooks: HookSettings {
             on_change: table.on_change,
@@ -347,6 +364,7 @@ fn lineage_settings(
     };
     let mut all = vec![&settings.fullchain, &settings.privkey, &settings.chain];
     all.extend(settings.cert.iter().chain(settings.combined.iter()));
+    all.extend(settings.pkcs12.iter().map(|(name, _)| name));
     for (index, first) in all.iter().enumerate() {
         if all[index + 1..].contains(first) {
             return Err(context(format!("file name {first:?} is used twice")));
