@@ -9,6 +9,7 @@ mod support;
 
 use std::io::Write;
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -133,7 +134,8 @@ impl Nginx {
             .stdout(Stdio::null())
             .stderr(Stdio::from(
                 std::fs::File::create(prefix.join("stderr.log")).unwrap(),
-            ));
+            ))
+            .process_group(0);
         let child = command.spawn().unwrap();
         let mut nginx = Nginx {
             child,
@@ -231,8 +233,8 @@ impl Nginx {
 }
 
 impl Drop for Nginx {
-    /// Asks nginx to quit gracefully, then kills the master if it is still running after
-    /// five seconds. Workers exit on their own when the master dies.
+    /// Asks nginx to quit gracefully, then kills its process group if the master still runs
+    /// after five seconds. The group matters because workers outlive a killed master.
     fn drop(&mut self) {
         let _ = Command::new("nginx")
             .args(["-s", "quit"])
@@ -248,7 +250,10 @@ impl Drop for Nginx {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = self.child.kill();
+        let _ = rustix::process::kill_process_group(
+            rustix::process::Pid::from_child(&self.child),
+            rustix::process::Signal::KILL,
+        );
         let _ = self.child.wait();
     }
 }
@@ -264,9 +269,10 @@ fn nginx_args(config: &Path, prefix: &Path) -> Vec<String> {
 
 /// Builds an nginx configuration whose files all live under `prefix`.
 ///
-/// The master runs in the foreground (`daemon off`) as a child of the test, so the test can
-/// kill it when `nginx -s quit` fails. There is no `user` directive: the master reads the
-/// certificate and key, and under root its workers run as nginx's default user `nobody`.
+/// The master runs in the foreground (`daemon off`) as a child of the test, in a process
+/// group of its own, so the test can kill it and its workers when `nginx -s quit` fails.
+/// There is no `user` directive: the master reads the certificate and key, and under root
+/// its workers run as nginx's default user `nobody`.
 fn nginx_config(prefix: &Path, dest: &Path, port: u16) -> String {
     let prefix = prefix.display();
     let certificate = dest.join(LINEAGE).join("fullchain.pem");
