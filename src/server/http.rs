@@ -65,7 +65,7 @@ pub(super) async fn handle(
         path: &path,
     };
     if saturated {
-        return Ok(unavailable(&log, shared.retry_after));
+        return Ok(unavailable(&log, &shared));
     }
 
     let response = if path == CHECK_PATH {
@@ -390,13 +390,24 @@ fn store_failure(
 }
 
 /// Builds the 503 response sent while the server has more connections than it serves.
-fn unavailable(log: &RequestLog<'_>, retry_after: std::time::Duration) -> HttpResponse {
-    let mut response = log.reject(
+/// Its log line is rate-limited, because an overload produces thousands of them.
+fn unavailable(log: &RequestLog<'_>, shared: &Shared) -> HttpResponse {
+    if let Some(suppressed) = shared.overload_log.admit() {
+        warn!(
+            client = %log.client,
+            peer = %log.peer,
+            status = 503,
+            similar_lines_suppressed = suppressed,
+            "request rejected: server saturated"
+        );
+    }
+    let mut response = text_response(
         StatusCode::SERVICE_UNAVAILABLE,
         "server saturated; retry after the delay in Retry-After",
     );
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
+    let seconds = shared.retry_after.as_secs().max(1).to_string();
+    if let Ok(value) = HeaderValue::from_str(&seconds) {
         headers.insert(header::RETRY_AFTER, value);
     }
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));

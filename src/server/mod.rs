@@ -5,6 +5,7 @@
 
 mod http;
 mod idle;
+mod throttle;
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -75,6 +76,8 @@ struct Shared {
     active: AtomicUsize,
     max_connections: usize,
     retry_after: Duration,
+    /// Limits the log lines of connections closed or answered 503 under overload.
+    overload_log: throttle::Throttle,
 }
 
 /// Counts a connection as active until dropped.
@@ -116,6 +119,7 @@ impl Server {
                 active: AtomicUsize::new(0),
                 max_connections: settings.max_connections,
                 retry_after: settings.retry_after,
+                overload_log: throttle::Throttle::default(),
             }),
             settings,
         })
@@ -186,7 +190,14 @@ impl Server {
             let _guard = guard;
             // Far beyond the limit, even a handshake costs too much: close at once.
             if active > shared.max_connections.saturating_mul(2) {
-                debug!(peer = %peer, active = active, "connection dropped: server saturated");
+                if let Some(suppressed) = shared.overload_log.admit() {
+                    warn!(
+                        peer = %peer,
+                        active = active,
+                        similar_lines_suppressed = suppressed,
+                        "connection closed before the handshake: server saturated"
+                    );
+                }
                 return;
             }
             let saturated = active > shared.max_connections;
