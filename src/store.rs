@@ -8,6 +8,7 @@
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
@@ -93,8 +94,8 @@ impl fmt::Display for StoreError {
                 target,
             } => write!(
                 f,
-                "lineage {lineage}: {} resolves to {} outside the Certbot directory; refusing \
-                 to read it",
+                "lineage {lineage}: {} resolves to {}, outside archive/{lineage}/ and \
+                 live/{lineage}/ of the Certbot directory; refusing to read it",
                 file.file_name(),
                 target.display()
             ),
@@ -213,9 +214,12 @@ impl Store {
         };
         self.check_usable(lineage, file, &metadata)?;
 
-        let mut handle = File::open(&path).map_err(io_error)?;
+        let mut handle = open_nonblocking(&path).map_err(io_error)?;
         let resolved = opened_path(&handle).unwrap_or_else(|| path.clone());
-        if !resolved.starts_with(&self.root) {
+        // Certbot's links point into the lineage's own archive; anything else, another
+        // lineage's key or the ACME account key included, is refused.
+        let archive = self.root.join("archive").join(lineage.as_str());
+        if !resolved.starts_with(&archive) && !resolved.starts_with(&lineage_dir) {
             return Err(StoreError::OutsideStore {
                 lineage: lineage.clone(),
                 file,
@@ -254,6 +258,12 @@ impl Store {
     ) -> Result<(), StoreError> {
         let reason = if !metadata.is_file() {
             Some("not a regular file".to_owned())
+        } else if metadata.nlink() > 1 {
+            // A hard link can bring a file from outside the store under a path inside it.
+            Some(format!(
+                "it has {} hard links; a store file must have one",
+                metadata.nlink()
+            ))
         } else if metadata.len() == 0 {
             Some("the file is empty".to_owned())
         } else if metadata.len() > MAX_FILE_SIZE {
@@ -273,6 +283,16 @@ impl Store {
             None => Ok(()),
         }
     }
+}
+
+/// Opens a file for reading without blocking: a FIFO swapped in after the type check
+/// would otherwise block the thread, and with it the server, until someone writes to it.
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
 }
 
 /// Returns the path the kernel opened, which no later link swap can change.
@@ -357,6 +377,66 @@ mod tests {
             .read_file(&lineage("example.com"), SetFile::Chain)
             .unwrap_err();
         assert!(matches!(error, StoreError::OutsideStore { .. }), "{error}");
+    }
+
+    #[test]
+    fn link_to_another_lineage_or_account_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        certbot_tree(dir.path(), "example.com");
+        certbot_tree(dir.path(), "other.example");
+        let key = dir.path().join("live/example.com/privkey.pem");
+        fs::remove_file(&key).unwrap();
+        symlink("../../archive/other.example/privkey1.pem", &key).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let error = store
+            .read_file(&lineage("example.com"), SetFile::Privkey)
+            .unwrap_err();
+        assert!(matches!(error, StoreError::OutsideStore { .. }), "{error}");
+
+        fs::create_dir_all(dir.path().join("accounts/acme/private")).unwrap();
+        fs::write(
+            dir.path().join("accounts/acme/private/private_key.json"),
+            "{}",
+        )
+        .unwrap();
+        fs::remove_file(&key).unwrap();
+        symlink("../../accounts/acme/private/private_key.json", &key).unwrap();
+        let error = store
+            .read_file(&lineage("example.com"), SetFile::Privkey)
+            .unwrap_err();
+        assert!(matches!(error, StoreError::OutsideStore { .. }), "{error}");
+    }
+
+    #[test]
+    fn hard_linked_file_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        certbot_tree(dir.path(), "example.com");
+        let outside = dir.path().join("outside.pem");
+        fs::write(&outside, "secret").unwrap();
+        let target = dir.path().join("archive/example.com/chain1.pem");
+        fs::remove_file(&target).unwrap();
+        fs::hard_link(&outside, &target).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let error = store
+            .read_file(&lineage("example.com"), SetFile::Chain)
+            .unwrap_err();
+        assert!(error.to_string().contains("hard links"), "{error}");
+    }
+
+    #[test]
+    fn opening_a_fifo_does_not_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::RUSR | rustix::fs::Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        let handle = open_nonblocking(&fifo).unwrap();
+        assert!(!handle.metadata().unwrap().is_file());
     }
 
     #[test]

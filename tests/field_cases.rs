@@ -1059,3 +1059,22 @@ fn extra_outputs_follow_the_lineage_table() {
     );
     std::fs::remove_file(target.join("p12-key.pem")).unwrap();
 }
+
+#[test]
+fn fifo_in_place_of_a_key_fails_quickly() {
+    let deployment = Deployment::new(&["shop.example"]);
+    let dir = deployment.dest.join("shop.example");
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("privkey.pem");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    let started = std::time::Instant::now();
+    let output = run_client(&args(&deployment, &["--timeout", "20"], &["shop.example"]));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(output.status.code(), Some(6), "{}", describe(&output));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("not a regular file"));
+}

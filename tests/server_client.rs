@@ -539,7 +539,7 @@ fn link_outside_store_is_not_served() {
     assert!(!String::from_utf8_lossy(&response.body).contains("SECRET"));
     setup
         .server
-        .wait_for_log(&["lineage=example.com", "outside the Certbot directory"]);
+        .wait_for_log(&["lineage=example.com", "outside archive/example.com/"]);
 
     let output = setup.sync(&["example.com"]);
     assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
@@ -582,6 +582,26 @@ fn slow_and_idle_connections_are_closed() {
     assert!(
         elapsed < std::time::Duration::from_secs(6),
         "closed after {elapsed:?}"
+    );
+
+    // A body trickled one byte at a time is cut off by the body deadline.
+    let started = std::time::Instant::now();
+    let status = support::harness::trickle_request(
+        setup.server.addr,
+        &setup.pki.client,
+        b"POST /api/check HTTP/1.1\r\nHost: localhost\r\nContent-Length: 200\r\n\r\n",
+        &[b' '; 200],
+        std::time::Duration::from_millis(100),
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        status.as_deref(),
+        Ok("HTTP/1.1 408 Request Timeout"),
+        "{status:?}"
     );
 
     // A legitimate client is still served.

@@ -250,9 +250,17 @@ impl Connection {
                     retry_after,
                 })
             }
+            Ok((status, _, Err(error))) if error.to_string().contains("length limit") => {
+                Err(SyncError::Rejected {
+                    reason: format!(
+                        "the response ({status}) is larger than the {MAX_RESPONSE_BYTES}-byte \
+                         limit; a certificate file is a few kilobytes"
+                    ),
+                })
+            }
             Ok((_, _, Err(error))) => Err(SyncError::Unreachable {
                 server,
-                reason: format!("reading the response failed: {error}"),
+                reason: format!("reading the response failed, the connection broke: {error}"),
             }),
             Err(error) => {
                 // When the connection itself failed, its error carries the cause, while

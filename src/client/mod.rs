@@ -498,7 +498,20 @@ fn ensure_ok(reply: &connection::Reply, what: &str) -> Result<(), SyncError> {
         return Ok(());
     }
     let body = String::from_utf8_lossy(&reply.body);
-    let detail: String = body.trim().chars().take(200).collect();
+    // The body comes from the server: control characters are escaped so that it cannot
+    // move the cursor or forge a line on the operator's terminal.
+    let detail: String = body
+        .trim()
+        .chars()
+        .take(200)
+        .flat_map(|c| {
+            if c.is_control() {
+                c.escape_default().collect::<Vec<_>>()
+            } else {
+                vec![c]
+            }
+        })
+        .collect();
     let reason = format!("{what}: HTTP {}: {detail}", reply.status);
     if reply.status == hyper::StatusCode::SERVICE_UNAVAILABLE
         || reply.status == hyper::StatusCode::TOO_MANY_REQUESTS
@@ -511,11 +524,14 @@ fn ensure_ok(reply: &connection::Reply, what: &str) -> Result<(), SyncError> {
     Err(SyncError::Rejected { reason })
 }
 
+/// Largest local file hashed; certificate files are a few kilobytes.
+const MAX_LOCAL_FILE: u64 = 1024 * 1024;
+
 /// Hashes the local copies; a missing file hashes to 64 zeros, as the protocol requires.
 fn local_hashes(lineage: &LineageSettings) -> Result<SetHashes, SyncError> {
     let hash = |name: &str| -> Result<String, SyncError> {
         let path = lineage.dir.join(name);
-        match std::fs::read(&path) {
+        match read_local(&path) {
             Ok(bytes) => Ok(sha256_hex(&bytes)),
             Err(failure) if failure.kind() == std::io::ErrorKind::NotFound => {
                 Ok(MISSING_FILE_HASH.to_owned())
@@ -531,6 +547,32 @@ fn local_hashes(lineage: &LineageSettings) -> Result<SetHashes, SyncError> {
         privkey_hash: hash(&lineage.privkey)?,
         chain_hash: hash(&lineage.chain)?,
     })
+}
+
+/// Reads an installed file, refusing FIFOs, devices and huge files, which would block the
+/// run or exhaust memory. The open does not block even on a FIFO.
+fn read_local(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file; remove it or point dir elsewhere",
+        ));
+    }
+    if metadata.len() > MAX_LOCAL_FILE {
+        return Err(std::io::Error::other(format!(
+            "{} bytes is more than a certificate file can be (1 MiB)",
+            metadata.len()
+        )));
+    }
+    let mut bytes = Vec::with_capacity(metadata.len() as usize);
+    file.take(MAX_LOCAL_FILE + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
 }
 
 /// Runs check commands, restoring the lineages whose check failed, then on_change commands.

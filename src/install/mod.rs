@@ -150,14 +150,24 @@ impl Layout {
     /// Computes the layout of a lineage directory. A link that points outside acme-dl's
     /// store (set up by an operator) is followed, and the versions live beside its target.
     pub fn new(dir: &Path) -> Result<Layout, InstallError> {
-        let mut dir = dir.to_owned();
+        let dir = dir.to_owned();
         if let Ok(target) = fs::read_link(&dir) {
             let ours = target.components().count() == 2
                 && target
                     .to_string_lossy()
                     .starts_with(&format!(".{}.acme-dl/", file_name(&dir)));
+            // Following an operator's link would turn the directory it points to, with
+            // whatever else it contains, into acme-dl's link; so it is refused instead.
             if !ours {
-                dir = fs::canonicalize(&dir).map_err(failed("following link", &dir))?;
+                return Err(InstallError {
+                    action: "installing into",
+                    path: dir,
+                    error: io::Error::other(format!(
+                        "it is a symbolic link to {} that acme-dl did not create; set dir in \
+                         the lineage's table to the real directory, or remove the link",
+                        target.display()
+                    )),
+                });
             }
         }
         let parent = match dir.parent() {
@@ -230,11 +240,22 @@ pub fn install_set_with_faults(
 ) -> Result<Installed, InstallError> {
     let layout = Layout::new(dir)?;
     let mut step = |step: Step| fault(step).map_err(|Crash| crashed(step));
-    DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(&layout.store)
-        .map_err(failed("creating directory", &layout.store))?;
+    if !layout.parent.exists() {
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&layout.parent)
+            .map_err(failed("creating directory", &layout.parent))?;
+        // The umask may have narrowed the mode; services must be able to traverse it.
+        set_mode(&layout.parent, DIR_MODE)?;
+    }
+    if !layout.store.exists() {
+        DirBuilder::new()
+            .mode(DIR_MODE)
+            .create(&layout.store)
+            .map_err(failed("creating directory", &layout.store))?;
+        set_mode(&layout.store, DIR_MODE)?;
+    }
     remove_leftovers(&layout);
 
     let previous = layout.current();
@@ -259,6 +280,10 @@ pub fn install_set_with_faults(
             return Err(error);
         }
         step(Step::WroteFile(index))?;
+    }
+    if let Err(error) = carry_over(&inherited_from, &staging, files) {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(error);
     }
     sync_dir(&staging)?;
     fs::rename(&staging, &version).map_err(failed("publishing", &version))?;
@@ -400,6 +425,36 @@ fn write_file(
         .write_all(&file.contents)
         .map_err(failed("writing", &path))?;
     handle.sync_all().map_err(failed("flushing", &path))
+}
+
+/// Copies the files an operator keeps beside a set (a README, a dhparam.pem) from the
+/// previous version into the new one, so they stay at the lineage path.
+fn carry_over(previous: &Path, staging: &Path, files: &[NewFile]) -> Result<(), InstallError> {
+    let Ok(entries) = fs::read_dir(previous) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name_text = name.to_string_lossy();
+        if name_text.starts_with('.') || files.iter().any(|file| file.name == name_text) {
+            continue;
+        }
+        let source = entry.path();
+        let target = staging.join(&name);
+        let Ok(metadata) = fs::symlink_metadata(&source) else {
+            continue;
+        };
+        if metadata.file_type().is_symlink() {
+            let link = fs::read_link(&source).map_err(failed("reading link", &source))?;
+            std::os::unix::fs::symlink(link, &target)
+                .map_err(failed("copying link to", &target))?;
+        } else if metadata.is_file() {
+            fs::copy(&source, &target).map_err(failed("copying to", &target))?;
+            let _ = std::os::unix::fs::chown(&target, Some(metadata.uid()), Some(metadata.gid()));
+            set_mode(&target, metadata.permissions().mode() & 0o7777)?;
+        }
+    }
+    Ok(())
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), InstallError> {

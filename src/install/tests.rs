@@ -261,13 +261,72 @@ fn failed_write_keeps_old_set_and_cleans_up() {
 }
 
 #[test]
-fn operator_link_is_followed() {
+fn operator_link_is_refused() {
     let root = tempfile::tempdir().unwrap();
-    let real = root.path().join("srv/example.com");
+    let real = root.path().join("ssl/private");
     fs::create_dir_all(&real).unwrap();
+    fs::write(real.join("other-service.key"), "theirs").unwrap();
     let dir = root.path().join("example.com");
     std::os::unix::fs::symlink(&real, &dir).unwrap();
-    install_set(&dir, &set("A"), &InstallOptions::default()).unwrap();
-    assert_eq!(read_set(&dir), Ok("A".to_owned()));
-    assert!(fs::symlink_metadata(root.path().join("srv/.example.com.acme-dl")).is_ok());
+    let error = install_set(&dir, &set("A"), &InstallOptions::default()).unwrap_err();
+    assert!(error.to_string().contains("did not create"), "{error}");
+    assert!(fs::symlink_metadata(&real).unwrap().is_dir());
+    assert_eq!(
+        fs::read_to_string(real.join("other-service.key")).unwrap(),
+        "theirs"
+    );
+}
+
+#[test]
+fn operator_files_stay_at_the_lineage_path() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("example.com");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("README"), "kept").unwrap();
+    fs::write(dir.join("dhparam.pem"), "params").unwrap();
+    fs::set_permissions(dir.join("dhparam.pem"), fs::Permissions::from_mode(0o640)).unwrap();
+    for tag in ["A", "B", "C", "D"] {
+        install_set(
+            &dir,
+            &set(tag),
+            &InstallOptions {
+                keep_previous: 1,
+                ..InstallOptions::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("README")).unwrap(),
+            "kept",
+            "{tag}"
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("dhparam.pem")).unwrap(),
+            "params",
+            "{tag}"
+        );
+    }
+    let mode = fs::metadata(dir.join("dhparam.pem"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o640);
+}
+
+#[test]
+fn directories_are_traversable_under_a_closed_umask() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("new/live/example.com");
+    let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+    let result = install_set(&dir, &set("A"), &InstallOptions::default());
+    rustix::process::umask(old);
+    result.unwrap();
+    let mode = |path: &Path| fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&root.path().join("new/live")), 0o755);
+    assert_eq!(
+        mode(&root.path().join("new/live/.example.com.acme-dl")),
+        0o755
+    );
+    assert_eq!(mode(&dir), 0o755);
 }

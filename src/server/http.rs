@@ -99,7 +99,23 @@ async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>
             &format!("request body is larger than {limit} bytes"),
         );
     }
-    let body = match read_body(request.into_body(), limit).await {
+    // A client trickling its body byte by byte would otherwise hold the connection for as
+    // long as each byte comes before the idle timeout.
+    let reading = tokio::time::timeout(shared.body_timeout, read_body(request.into_body(), limit));
+    let Ok(read) = reading.await else {
+        let mut response = log.reject(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request body took longer than {} s",
+                shared.body_timeout.as_secs()
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    };
+    let body = match read {
         Ok(body) => body,
         Err(BodyError::TooLarge) => {
             return log.reject(
@@ -234,7 +250,8 @@ fn download(
         lineage = %lineage,
         file = file.file_name(),
         status = response.status().as_u16(),
-        bytes = response.body().size_hint().exact().unwrap_or(0),
+        // hyper sends no body for HEAD.
+        bytes = if request.method() == Method::HEAD { 0 } else { response.body().size_hint().exact().unwrap_or(0) },
         "download"
     );
     response

@@ -76,6 +76,8 @@ struct Shared {
     active: AtomicUsize,
     max_connections: usize,
     retry_after: Duration,
+    /// Time allowed to read a request body.
+    body_timeout: Duration,
     /// Limits the log lines of connections closed or answered 503 under overload.
     overload_log: throttle::Throttle,
 }
@@ -120,6 +122,7 @@ impl Server {
                 max_connections: settings.max_connections,
                 retry_after: settings.retry_after,
                 overload_log: throttle::Throttle::default(),
+                body_timeout: settings.header_timeout,
             }),
             settings,
         })

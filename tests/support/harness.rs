@@ -385,6 +385,52 @@ pub fn raw_request(
     })
 }
 
+/// Sends a request head, then its body one byte every `interval`, and returns the status
+/// line of whatever the server answers, or the error that ended the exchange.
+pub fn trickle_request(
+    addr: SocketAddr,
+    identity: &Identity,
+    head: &[u8],
+    body: &[u8],
+    interval: Duration,
+) -> Result<String, String> {
+    let config = raw_client_config(Some(identity));
+    let name = ServerName::try_from("localhost").unwrap();
+    let connection = rustls::ClientConnection::new(config, name).unwrap();
+    let tcp = TcpStream::connect(addr).map_err(|error| error.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut stream = rustls::StreamOwned::new(connection, tcp);
+    stream.write_all(head).map_err(|error| error.to_string())?;
+    let mut received = Vec::new();
+    for byte in body {
+        if stream
+            .write_all(std::slice::from_ref(byte))
+            .and_then(|()| stream.flush())
+            .is_err()
+        {
+            break;
+        }
+        std::thread::sleep(interval);
+        let mut buffer = [0u8; 1024];
+        match stream.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(count) => {
+                received.extend_from_slice(&buffer[..count]);
+                break;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(error) => return Err(error.to_string()),
+        }
+    }
+    let text = String::from_utf8_lossy(&received).into_owned();
+    text.lines()
+        .next()
+        .map(str::to_owned)
+        .ok_or_else(|| "no response".to_owned())
+}
+
 fn raw_client_config(identity: Option<&Identity>) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let ca = match identity {
