@@ -270,9 +270,10 @@ pub fn describe_server_side(error: &rustls::Error) -> String {
             )
         }
         rustls::Error::AlertReceived(alert) => format!("client sent alert {alert:?}"),
-        rustls::Error::PeerIncompatible(reason) => {
-            format!("no common TLS version, cipher suite or signature scheme ({reason:?})")
-        }
+        rustls::Error::PeerIncompatible(reason) => format!(
+            "the client offered no TLS version, cipher suite or signature scheme this server \
+             accepts; TLS 1.2 or 1.3 is required ({reason:?})"
+        ),
         other => other.to_string(),
     }
 }
@@ -336,6 +337,14 @@ fn describe_certificate_error(error: &CertificateError) -> String {
         ),
         CertificateError::NotValidYet => "certificate not yet valid".to_owned(),
         CertificateError::Revoked => "certificate revoked".to_owned(),
+        CertificateError::BadSignature => {
+            "the certificate's signature does not verify; it was probably issued by another CA \
+             with the same name"
+                .to_owned()
+        }
+        CertificateError::Other(other) if other.to_string().contains("CaUsedAsEndEntity") => {
+            "a CA certificate was presented in place of a leaf certificate".to_owned()
+        }
         CertificateError::InvalidPurpose | CertificateError::InvalidPurposeContext { .. } => {
             format!("extended key usage does not allow this use ({error})")
         }

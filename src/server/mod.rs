@@ -36,6 +36,9 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// Largest request head (request line and headers) accepted, in bytes.
 const MAX_HEADER_BYTES: usize = 8 * 1024;
 
+/// Failed handshakes logged per second; the rest are counted in the next line.
+const HANDSHAKE_LOG_LINES_PER_SECOND: u32 = 20;
+
 /// How long a rejected handshake's connection is drained before it is closed.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 
@@ -76,6 +79,8 @@ struct Shared {
     active: AtomicUsize,
     max_connections: usize,
     retry_after: Duration,
+    /// Limits the log lines of failed handshakes, which a scan produces by the thousand.
+    handshake_log: throttle::Throttle,
     /// Time allowed to read a request body.
     body_timeout: Duration,
     /// Limits the log lines of connections closed or answered 503 under overload.
@@ -121,7 +126,8 @@ impl Server {
                 active: AtomicUsize::new(0),
                 max_connections: settings.max_connections,
                 retry_after: settings.retry_after,
-                overload_log: throttle::Throttle::default(),
+                overload_log: throttle::Throttle::new(1),
+                handshake_log: throttle::Throttle::new(HANDSHAKE_LOG_LINES_PER_SECOND),
                 body_timeout: settings.header_timeout,
             }),
             settings,
@@ -153,7 +159,13 @@ impl Server {
                     }
                     Err(error) => {
                         // Running out of file descriptors must not spin the loop.
-                        warn!(error = %error, "accepting a connection failed");
+                        if let Some(suppressed) = self.shared.overload_log.admit() {
+                            warn!(
+                                error = %error,
+                                similar_lines_suppressed = suppressed,
+                                "accepting a connection failed"
+                            );
+                        }
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
@@ -205,8 +217,14 @@ impl Server {
             }
             let saturated = active > shared.max_connections;
             let _ = stream.set_nodelay(true);
-            let Some((tls_stream, client)) =
-                handshake(acceptor, stream, peer, header_timeout).await
+            let Some((tls_stream, client)) = handshake(
+                acceptor,
+                stream,
+                peer,
+                header_timeout,
+                &shared.handshake_log,
+            )
+            .await
             else {
                 return;
             };
@@ -254,6 +272,7 @@ async fn handshake(
     stream: TcpStream,
     peer: SocketAddr,
     timeout: Duration,
+    log_throttle: &throttle::Throttle,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Identity)> {
     let (result, rejected) = REJECTED_CLIENT_CERT
         .scope(RefCell::new(None), async {
@@ -276,19 +295,33 @@ async fn handshake(
             Some((tls_stream, identity))
         }
         Ok(Err((error, tcp))) => {
-            log_handshake_failure(peer, &error, rejected);
+            if let Some(suppressed) = log_throttle.admit() {
+                log_handshake_failure(peer, &error, rejected, suppressed);
+            }
             linger(tcp).await;
             None
         }
         Err(_) => {
-            warn!(peer = %peer, reason = "handshake timed out", "TLS handshake failed");
+            if let Some(suppressed) = log_throttle.admit() {
+                warn!(
+                    peer = %peer,
+                    reason = "handshake timed out",
+                    similar_lines_suppressed = suppressed,
+                    "TLS handshake failed"
+                );
+            }
             None
         }
     }
 }
 
 /// Logs why a handshake failed, with the rejected certificate when there was one.
-fn log_handshake_failure(peer: SocketAddr, error: &std::io::Error, rejected: Option<Identity>) {
+fn log_handshake_failure(
+    peer: SocketAddr,
+    error: &std::io::Error,
+    rejected: Option<Identity>,
+    suppressed: u64,
+) {
     let reason = match tls::find_tls_error(error) {
         Some(tls_error) => tls::describe_server_side(tls_error),
         None if error.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -303,9 +336,15 @@ fn log_handshake_failure(peer: SocketAddr, error: &std::io::Error, rejected: Opt
             subject = %cert.subject,
             serial = %cert.serial,
             fingerprint = %cert.fingerprint,
+            similar_lines_suppressed = suppressed,
             "TLS handshake failed"
         ),
-        None => warn!(peer = %peer, reason = %reason, "TLS handshake failed"),
+        None => warn!(
+            peer = %peer,
+            reason = %reason,
+            similar_lines_suppressed = suppressed,
+            "TLS handshake failed"
+        ),
     }
 }
 

@@ -1,34 +1,49 @@
-//! Rate limiting for log lines that an overload would repeat thousands of times.
+//! Rate limiting for log lines that an overload or a scan would repeat thousands of times.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Lets one line through per second and counts the ones held back.
-#[derive(Debug, Default)]
+/// Lets a number of lines through per second and counts the ones held back.
+#[derive(Debug)]
 pub struct Throttle {
-    /// The second, since the Unix epoch, of the last line let through.
-    last_second: AtomicU64,
-    suppressed: AtomicU64,
+    per_second: u32,
+    /// The current second since the Unix epoch, lines let through in it, lines held back.
+    state: Mutex<(u64, u32, u64)>,
 }
 
 impl Throttle {
+    pub fn new(per_second: u32) -> Throttle {
+        Throttle {
+            per_second,
+            state: Mutex::new((0, 0, 0)),
+        }
+    }
+
     /// Returns `Some(n)` when a line may be logged now, `n` being how many were held back
-    /// since the last one; returns `None` when this line should be dropped.
+    /// before it; returns `None` when this line should be dropped.
     pub fn admit(&self) -> Option<u64> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs())
             .unwrap_or(0);
-        let last = self.last_second.load(Ordering::Relaxed);
-        if last != now
-            && self
-                .last_second
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            return Some(self.suppressed.swap(0, Ordering::Relaxed));
+        self.admit_at(now)
+    }
+
+    fn admit_at(&self, now: u64) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let (second, admitted, suppressed) = &mut *state;
+        if *second != now {
+            *second = now;
+            *admitted = 0;
         }
-        self.suppressed.fetch_add(1, Ordering::Relaxed);
+        if *admitted < self.per_second {
+            *admitted += 1;
+            return Some(std::mem::take(suppressed));
+        }
+        *suppressed += 1;
         None
     }
 }
@@ -38,12 +53,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn one_line_per_second_with_count() {
-        let throttle = Throttle::default();
-        assert_eq!(throttle.admit(), Some(0));
-        assert_eq!(throttle.admit(), None);
-        assert_eq!(throttle.admit(), None);
-        throttle.last_second.store(0, Ordering::Relaxed);
-        assert_eq!(throttle.admit(), Some(2));
+    fn lines_per_second_are_capped_and_counted() {
+        let throttle = Throttle::new(2);
+        assert_eq!(throttle.admit_at(10), Some(0));
+        assert_eq!(throttle.admit_at(10), Some(0));
+        assert_eq!(throttle.admit_at(10), None);
+        assert_eq!(throttle.admit_at(10), None);
+        assert_eq!(throttle.admit_at(11), Some(2));
+        assert_eq!(throttle.admit_at(11), Some(0));
     }
 }
