@@ -622,3 +622,16 @@ fn key_is_private_under_open_umask() {
     assert_eq!(mode(&setup.installed("example.com", "privkey.pem")), 0o600);
     assert_eq!(mode(&setup.installed("example.com", "chain.pem")), 0o644);
 }
+
+#[test]
+fn tls_12_and_13_are_both_accepted() {
+    let setup = Setup::new(&["example.com"]);
+    for (version, expected) in [
+        (&rustls::version::TLS12, rustls::ProtocolVersion::TLSv1_2),
+        (&rustls::version::TLS13, rustls::ProtocolVersion::TLSv1_3),
+    ] {
+        let negotiated =
+            support::harness::negotiated_version(setup.server.addr, &setup.pki.client, version);
+        assert_eq!(negotiated, Ok(expected));
+    }
+}

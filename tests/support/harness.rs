@@ -431,6 +431,43 @@ pub fn trickle_request(
         .ok_or_else(|| "no response".to_owned())
 }
 
+/// Returns the TLS version a mutual-TLS handshake with `identity` agrees on when the client
+/// offers only `version`, or the handshake's error.
+pub fn negotiated_version(
+    addr: SocketAddr,
+    identity: &Identity,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Result<rustls::ProtocolVersion, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&identity.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&identity.cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&identity.key).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[version])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    let mut connection =
+        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let mut tcp = TcpStream::connect(addr).map_err(|error| error.to_string())?;
+    while connection.is_handshaking() {
+        connection
+            .complete_io(&mut tcp)
+            .map_err(|error| error.to_string())?;
+    }
+    connection
+        .protocol_version()
+        .ok_or_else(|| "no version".to_owned())
+}
+
 fn raw_client_config(identity: Option<&Identity>) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let ca = match identity {
