@@ -150,6 +150,17 @@ impl RunReport {
         ExitStatus::Success
     }
 
+    /// Returns the updated lineages with what was installed for each.
+    fn updates(&self) -> Vec<(LineageName, Update)> {
+        self.outcomes
+            .iter()
+            .filter_map(|(name, outcome)| match outcome {
+                LineageOutcome::Updated(update) => Some((name.clone(), update.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Returns true when any lineage was updated and kept.
     pub fn changed(&self) -> bool {
         self.outcomes
@@ -584,18 +595,7 @@ async fn run_hooks(settings: &ClientSettings, report: &mut RunReport) {
             .find(|lineage| &lineage.name == name)
             .map(|lineage| &lineage.hooks)
     };
-    let changed = |report: &RunReport| -> Vec<(LineageName, Update)> {
-        report
-            .outcomes
-            .iter()
-            .filter_map(|(name, outcome)| match outcome {
-                LineageOutcome::Updated(update) => Some((name.clone(), update.clone())),
-                _ => None,
-            })
-            .collect()
-    };
-
-    let checks = commands(&changed(report), |name| {
+    let checks = commands(&report.updates(), |name| {
         [
             hooks_of(name).and_then(|hooks| hooks.check.clone()),
             settings.hooks.check.clone(),
@@ -629,11 +629,18 @@ async fn run_hooks(settings: &ClientSettings, report: &mut RunReport) {
         }
     }
 
-    let reloads = commands(&changed(report), |name| {
-        [
-            hooks_of(name).and_then(|hooks| hooks.on_change.clone()),
-            settings.hooks.on_change.clone(),
-        ]
+    run_on_change(settings, report).await;
+}
+
+/// Runs each on_change command of the updated lineages once, recording the first failure.
+async fn run_on_change(settings: &ClientSettings, report: &mut RunReport) {
+    let reloads = commands(&report.updates(), |name| {
+        let own = settings
+            .lineages
+            .iter()
+            .find(|lineage| &lineage.name == name)
+            .and_then(|lineage| lineage.hooks.on_change.clone());
+        [own, settings.hooks.on_change.clone()]
     });
     for (command, context, _) in reloads {
         if let Err(failure) =
@@ -703,34 +710,7 @@ async fn rollback(settings: &ClientSettings) -> ExitStatus {
         };
         report.outcomes.push((lineage.name.clone(), outcome));
     }
-    let reloads = commands(
-        &report
-            .outcomes
-            .iter()
-            .filter_map(|(name, outcome)| match outcome {
-                LineageOutcome::Updated(update) => Some((name.clone(), update.clone())),
-                _ => None,
-            })
-            .collect::<Vec<_>>(),
-        |name| {
-            let own = settings
-                .lineages
-                .iter()
-                .find(|l| &l.name == name)
-                .and_then(|l| l.hooks.on_change.clone());
-            [own, settings.hooks.on_change.clone()]
-        },
-    );
-    for (command, context, _) in reloads {
-        if let Err(failure) =
-            hooks::run("on_change", &command, &context, settings.hook_timeout).await
-        {
-            print_error!("on_change {command:?} {failure}");
-            report
-                .hook_failure
-                .get_or_insert(format!("{command:?} {failure}"));
-        }
-    }
+    run_on_change(settings, &mut report).await;
     if std::io::stdout().is_terminal() {
         print!("{}", report.summary());
     }
