@@ -65,6 +65,17 @@ pub struct ServerArgs {
     /// CA bundle that client certificates must chain to, PEM [default: tls/ca.crt]
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Let every client of the CA fetch every lineage and key, as the Go server did; the
+    /// server warns about it at every start. Without it, [[access]] rules are required
+    #[arg(long)]
+    pub allow_all_clients: bool,
+    /// Validate the configuration, TLS files, store and access policy, print a summary
+    /// and exit: 0 when valid, 2 otherwise
+    #[arg(long)]
+    pub check_config: bool,
+    /// With --check-config: print what the client certificate in FILE may fetch
+    #[arg(long, value_name = "FILE", requires = "check_config")]
+    pub explain: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,9 @@ use crate::tls::TlsFiles;
 /// The lineage the demonstration issues and distributes.
 const DEMO_LINEAGE: &str = "demo.example";
 
+/// Common name of the demo client's certificate, which the access policy names.
+const DEMO_CLIENT: &str = "demo-client";
+
 /// Runs the demonstration; `keep` leaves its files in that directory.
 pub async fn run(keep: Option<&Path>) -> ExitStatus {
     let temporary;
@@ -93,6 +96,16 @@ fn step_failed(what: &str) -> impl FnOnce(&dyn std::fmt::Display) -> DemoError +
     }
 }
 
+/// Lets the demo client fetch the demo lineage, key included, and nothing else.
+fn demo_policy() -> Result<crate::policy::Policy, String> {
+    let rule = crate::policy::RuleFile {
+        clients: vec![format!("cn:{DEMO_CLIENT}")],
+        lineages: vec![DEMO_LINEAGE.to_owned()],
+        private_keys: true,
+    };
+    crate::policy::Policy::new(&[rule], false)
+}
+
 /// Paths of the demonstration's files.
 struct Layout {
     tls: PathBuf,
@@ -135,6 +148,7 @@ async fn demonstrate(root: &Path, keep: bool) -> Result<(), DemoError> {
         max_body_bytes: 16 * 1024,
         max_connections: 64,
         retry_after: Duration::from_secs(10),
+        policy: demo_policy().map_err(|e| step_failed("building the access policy")(&e))?,
     };
     let server = Server::bind(server_settings)
         .await
@@ -246,7 +260,7 @@ fn make_pki(dir: &Path) -> Result<(), Box<dyn std::error::Error>> {
     server.dns_names = vec!["localhost".to_owned()];
     server.ip_addresses = vec!["127.0.0.1".parse()?, "::1".parse()?];
     let server = ca.issue(&server)?;
-    let client = ca.issue(&LeafSpec::new("demo-client", Usage::Client, 365))?;
+    let client = ca.issue(&LeafSpec::new(DEMO_CLIENT, Usage::Client, 365))?;
 
     fs::write(dir.join("ca.crt"), ca.cert_pem())?;
     fs::write(dir.join("server.crt"), &server.cert_pem)?;
@@ -331,7 +345,8 @@ fn write_configs(root: &Path, layout: &Layout, port: u16) -> std::io::Result<()>
     let quote = |path: &Path| toml_string(&path.display().to_string());
     let server = format!(
         "# acme-dl server configuration written by `acme-dl demo --keep`.\n\
-         listen = \"127.0.0.1:{port}\"\ncertbot_dir = {}\ncert = {}\nkey = {}\nca = {}\n",
+         listen = \"127.0.0.1:{port}\"\ncertbot_dir = {}\ncert = {}\nkey = {}\nca = {}\n\n\
+         [[access]]\nclients = [\"cn:{DEMO_CLIENT}\"]\nlineages = [\"{DEMO_LINEAGE}\"]\n",
         quote(&layout.certbot),
         quote(&layout.tls.join("server.crt")),
         quote(&layout.tls.join("server.key")),

@@ -13,6 +13,7 @@ pub mod logging;
 pub mod pem;
 pub mod pkcs12;
 pub mod pki;
+pub mod policy;
 pub mod protocol;
 pub mod server;
 pub mod status;
@@ -73,6 +74,18 @@ async fn run_server(args: &cli::ServerArgs) -> ExitStatus {
         Ok(settings) => settings,
         Err(failure) => return config_failure(&failure),
     };
+    if args.check_config {
+        return match server::check_config(&settings, args.explain.as_deref()) {
+            Ok(summary) => {
+                print!("{summary}");
+                ExitStatus::Success
+            }
+            Err(failure) => {
+                eprintln!("acme-dl: error: {failure}");
+                ExitStatus::Config
+            }
+        };
+    }
     match server::run(settings).await {
         Ok(()) => ExitStatus::Success,
         Err(failure) => {

@@ -160,6 +160,19 @@ impl Store {
         &self.root
     }
 
+    /// Lists the lineages of `live/`, sorted; entries that are not lineage names are skipped.
+    pub fn lineages(&self) -> Vec<LineageName> {
+        let mut names: Vec<LineageName> = fs::read_dir(self.root.join("live"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.path().is_dir())
+            .filter_map(|entry| LineageName::parse(&entry.file_name().to_string_lossy()).ok())
+            .collect();
+        names.sort();
+        names
+    }
+
     /// Reads the three protocol files of a lineage and hashes them.
     pub fn read_set(&self, lineage: &LineageName) -> Result<StoreSet, StoreError> {
         let mut hashes = Vec::with_capacity(SET_FILES.len());

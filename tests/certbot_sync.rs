@@ -79,6 +79,7 @@ fn certbot_issue_and_renewal_reach_the_client() {
     let pki = Pki::new(&dir.path().join("pki"), "web412");
     let mut server_args: Vec<String> = [
         "--no-syslog",
+        "--allow-all-clients",
         "--config",
         "/dev/null",
         "--listen",

@@ -83,8 +83,9 @@ impl Setup {
         let certbot = dir.path().join("letsencrypt");
         write_lineage(&certbot, &acme, LINEAGE, 1);
         let config = dir.path().join("server.toml");
-        let text =
-            format!("max_connections = {MAX_CONNECTIONS}\nretry_after_secs = {RETRY_AFTER_SECS}\n");
+        let text = format!(
+            "max_connections = {MAX_CONNECTIONS}\nretry_after_secs = {RETRY_AFTER_SECS}\nallow_all_clients = true\n"
+        );
         std::fs::write(&config, text).unwrap();
         let mut args: Vec<String> = vec![
             "--no-syslog".into(),

@@ -249,6 +249,7 @@ impl Setup {
     fn start_acme_dl_server(&self) -> ServerProcess {
         let mut args = vec![
             "--no-syslog".to_owned(),
+            "--allow-all-clients".to_owned(),
             "--config".to_owned(),
             "/dev/null".to_owned(),
             "--listen".to_owned(),

@@ -51,6 +51,7 @@ impl Setup {
         write_lineage(&certbot, &acme, LINEAGE, 1);
         let mut args: Vec<String> = vec![
             "--no-syslog".into(),
+            "--allow-all-clients".into(),
             "--config".into(),
             "/dev/null".into(),
             "--listen".into(),

@@ -212,6 +212,7 @@ fn server_certificate_for_other_host_is_named() {
     std::fs::create_dir_all(certbot.join("live")).unwrap();
     let mut args: Vec<String> = [
         "--no-syslog",
+        "--allow-all-clients",
         "--config",
         "/dev/null",
         "--listen",
@@ -554,7 +555,11 @@ fn link_outside_store_is_not_served() {
 fn slow_and_idle_connections_are_closed() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("server.toml");
-    std::fs::write(&config, "header_timeout_secs = 1\nidle_timeout_secs = 2\n").unwrap();
+    std::fs::write(
+        &config,
+        "header_timeout_secs = 1\nidle_timeout_secs = 2\nallow_all_clients = true\n",
+    )
+    .unwrap();
     let setup = Setup::with_server_args(&["example.com"], &["--config", config.to_str().unwrap()]);
 
     // Half a request head, then silence: the header timeout closes the connection.

@@ -27,6 +27,7 @@ fn server_and_client_log_to_syslog() {
     );
     let mut server_args: Vec<String> = [
         "--log-stderr",
+        "--allow-all-clients",
         "--config",
         "/dev/null",
         "--listen",

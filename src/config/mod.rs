@@ -66,6 +66,11 @@ pub struct ServerFile {
     pub max_connections: Option<usize>,
     /// Seconds sent in Retry-After when the server is saturated.
     pub retry_after_secs: Option<u64>,
+    /// Lets every client of the CA fetch every lineage and key.
+    pub allow_all_clients: Option<bool>,
+    /// Access rules mapping clients to lineages.
+    #[serde(default)]
+    pub access: Vec<crate::policy::RuleFile>,
 }
 
 /// Everything the server needs to start.
@@ -79,6 +84,7 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub max_connections: usize,
     pub retry_after: Duration,
+    pub policy: crate::policy::Policy,
 }
 
 /// Reads a TOML file: the explicit one, else the default one when it exists, else nothing.
@@ -145,6 +151,11 @@ impl ServerSettings {
                 file.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             )?,
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            policy: crate::policy::Policy::new(
+                &file.access,
+                args.allow_all_clients || file.allow_all_clients.unwrap_or(false),
+            )
+            .map_err(ConfigError)?,
             max_connections: file
                 .max_connections
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS)
@@ -195,7 +206,7 @@ mod tests {
         let path = dir.path().join("server.toml");
         std::fs::write(
             &path,
-            "listen = \"[::1]:9443\"\ncertbot_dir = \"/srv/le\"\n",
+            "listen = \"[::1]:9443\"\ncertbot_dir = \"/srv/le\"\nallow_all_clients = true\n",
         )
         .unwrap();
         let cli = crate::cli::Cli::parse_from([

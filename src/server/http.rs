@@ -19,6 +19,7 @@ use tracing::{error, info, warn};
 use super::Shared;
 use crate::identity::Identity;
 use crate::lineage::LineageName;
+use crate::policy::Access;
 use crate::protocol::{CHECK_PATH, CheckRequest, CheckResponse, DOWNLOAD_PREFIX, SetFile};
 use crate::store::StoreError;
 
@@ -151,6 +152,10 @@ async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>
         );
     }
 
+    let decision = shared.policy.decide(log.client, &lineage);
+    if decision.access == Access::Denied {
+        return denied(log, &lineage, &decision.reason);
+    }
     let set = match shared.store.read_set(&lineage) {
         Ok(set) => set,
         Err(error) => return store_failure(log, &lineage, &error),
@@ -239,6 +244,19 @@ fn download(
         );
     };
 
+    let decision = shared.policy.decide(log.client, &lineage);
+    let allowed = match decision.access {
+        Access::Full => true,
+        Access::CertificatesOnly => !file.is_private_key(),
+        Access::Denied => false,
+    };
+    if !allowed {
+        let reason = match decision.access {
+            Access::CertificatesOnly => format!("{} allows certificates only", decision.reason),
+            _ => decision.reason,
+        };
+        return denied(log, &lineage, &reason);
+    }
     let stored = match shared.store.read_file(&lineage, file) {
         Ok(stored) => stored,
         Err(error) => return store_failure(log, &lineage, &error),
@@ -375,6 +393,25 @@ fn truncate_to_seconds(time: SystemTime) -> SystemTime {
     SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds)
 }
 
+/// Rejects a request the policy does not allow, exactly as an unknown lineage is rejected,
+/// so a client cannot learn which lineages exist. The log tells the two apart.
+fn denied(log: &RequestLog<'_>, lineage: &LineageName, reason: &str) -> HttpResponse {
+    warn!(
+        client = %log.client,
+        fingerprint = %log.client.short_fingerprint(),
+        peer = %log.peer,
+        lineage = %lineage,
+        path = %shorten_path(log.path),
+        status = 404,
+        reason = %reason,
+        "access denied"
+    );
+    text_response(StatusCode::NOT_FOUND, LINEAGE_NOT_FOUND)
+}
+
+/// Body of a 404 for an unknown or a denied lineage; both must look the same.
+const LINEAGE_NOT_FOUND: &str = "lineage not found";
+
 /// Maps a store failure to a response: unknown lineages are 404, broken ones 500.
 fn store_failure(
     log: &RequestLog<'_>,
@@ -390,7 +427,7 @@ fn store_failure(
                 status = 404,
                 "lineage not found"
             );
-            text_response(StatusCode::NOT_FOUND, "lineage not found")
+            text_response(StatusCode::NOT_FOUND, LINEAGE_NOT_FOUND)
         }
         StoreError::FileMissing { .. } => {
             error!(client = %log.client, peer = %log.peer, lineage = %lineage, error = %failure, "store file missing");

@@ -74,6 +74,7 @@ impl std::error::Error for ServerError {}
 #[derive(Debug)]
 struct Shared {
     store: Store,
+    policy: crate::policy::Policy,
     max_body_bytes: usize,
     /// Connections open now, handshakes included.
     active: AtomicUsize,
@@ -122,6 +123,7 @@ impl Server {
             acceptor: TlsAcceptor::from(tls_config),
             shared: Arc::new(Shared {
                 store,
+                policy: settings.policy.clone(),
                 max_body_bytes: settings.max_body_bytes,
                 active: AtomicUsize::new(0),
                 max_connections: settings.max_connections,
@@ -147,6 +149,12 @@ impl Server {
             ca = %self.settings.tls.ca.display(),
             "server started"
         );
+        if self.shared.policy.allows_all() {
+            warn!(
+                "allow_all_clients is set: every client certificate from the CA may fetch every \
+                 lineage and private key; add [[access]] rules to limit each client"
+            );
+        }
         let (stop_sender, stop_receiver) = watch::channel(false);
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
@@ -367,6 +375,53 @@ async fn linger(mut tcp: TcpStream) {
         }
     })
     .await;
+}
+
+/// Validates the settings without binding: TLS files, store and policy. Returns a
+/// summary, and with `explain`, what the client certificate in that file may fetch.
+pub fn check_config(
+    settings: &ServerSettings,
+    explain: Option<&std::path::Path>,
+) -> Result<String, ServerError> {
+    use std::fmt::Write as _;
+    tls::server_config(&settings.tls).map_err(ServerError::Tls)?;
+    let store = Store::open(&settings.certbot_dir).map_err(ServerError::Store)?;
+    let lineages = store.lineages();
+    let mut text = String::new();
+    let _ = writeln!(text, "configuration valid");
+    let _ = writeln!(text, "listen: {}", settings.listen);
+    let _ = writeln!(
+        text,
+        "certbot_dir: {} ({} lineages)",
+        store.root().display(),
+        lineages.len()
+    );
+    let _ = writeln!(text, "client CA bundle: {}", settings.tls.ca.display());
+    if settings.policy.allows_all() {
+        let _ = writeln!(
+            text,
+            "access: every client of the CA may fetch every lineage and key"
+        );
+    }
+    let Some(path) = explain else { return Ok(text) };
+
+    let certificates = tls::load_certs("client certificate", path).map_err(ServerError::Tls)?;
+    let identity = Identity::from_der(&certificates[0]);
+    let _ = writeln!(
+        text,
+        "\nclient {identity}: subject {:?}, DNS names {:?}, URIs {:?}, sha256:{}",
+        identity.subject, identity.dns_names, identity.uris, identity.fingerprint
+    );
+    for lineage in &lineages {
+        let decision = settings.policy.decide(&identity, lineage);
+        let access = match decision.access {
+            crate::policy::Access::Full => "certificates and private key",
+            crate::policy::Access::CertificatesOnly => "certificates only",
+            crate::policy::Access::Denied => "nothing",
+        };
+        let _ = writeln!(text, "  {lineage}: {access} ({})", decision.reason);
+    }
+    Ok(text)
 }
 
 /// Loads the configuration, binds, and serves until SIGTERM or SIGINT.

@@ -166,7 +166,11 @@ impl Deployment {
             certbot.display().to_string(),
         ];
         if !extra.contains(&"--config") {
-            args.extend(["--config".to_owned(), "/dev/null".to_owned()]);
+            args.extend([
+                "--config".to_owned(),
+                "/dev/null".to_owned(),
+                "--allow-all-clients".to_owned(),
+            ]);
         }
         if !extra.contains(&"--listen") {
             args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
