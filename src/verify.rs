@@ -216,6 +216,39 @@ fn to_pkcs8(key: &PrivateKeyDer<'_>, leaf: &X509Certificate<'_>) -> Vec<u8> {
     }
 }
 
+/// Checks that the files of a set on the server belong together: every file is PEM, the
+/// key matches the leaf, the full chain is the leaf followed by the chain, and `cert.pem`
+/// (when present) is the leaf. Validity and names are the client's business.
+pub fn check_consistency(
+    fullchain: &[u8],
+    privkey: &[u8],
+    chain: &[u8],
+    cert: Option<&[u8]>,
+    lineage: &LineageName,
+) -> Result<(), VerifyError> {
+    let full = certificates(SetFile::Fullchain, fullchain)?;
+    let chain = certificates(SetFile::Chain, chain)?;
+    let key = private_key(privkey)?;
+    if full.len() != chain.len() + 1 || full[1..] != chain[..] {
+        return Err(fail(
+            Check::Chain,
+            SetFile::Chain,
+            "fullchain.pem is not the leaf followed by chain.pem",
+        ));
+    }
+    if let Some(cert) = cert {
+        let leaf = certificates(SetFile::Cert, cert)?;
+        if leaf.len() != 1 || leaf[0] != full[0] {
+            return Err(fail(
+                Check::Chain,
+                SetFile::Cert,
+                "cert.pem is not the leaf of fullchain.pem",
+            ));
+        }
+    }
+    check_key_matches(&full[0], key, lineage)
+}
+
 /// Returns the names a lineage's certificate must cover by default: the lineage name
 /// without Certbot's `-NNNN` suffix.
 pub fn default_names(lineage: &LineageName) -> Vec<String> {

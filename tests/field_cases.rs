@@ -77,26 +77,115 @@ fn marker_hook(dir: &Path) -> (PathBuf, String) {
     )
 }
 
+/// Builds version 1 and 2 of `shop.example` with `key_type` keys and points the store at 1.
+fn two_versions(deployment: &Deployment, key_type: &str) -> bool {
+    let store = &deployment.certbot;
+    if key_type == "rsa" {
+        if support::require_program("openssl").is_none() {
+            return false;
+        }
+        openssl_lineage(store, "shop.example", 1, "rsa");
+        openssl_lineage(store, "shop.example", 2, "rsa");
+    } else {
+        write_lineage(store, &deployment.acme, "shop.example", 1);
+        write_lineage(store, &deployment.acme, "shop.example", 2);
+    }
+    for stem in ["cert", "chain", "fullchain", "privkey"] {
+        repoint(store, "shop.example", stem, 1);
+    }
+    true
+}
+
 #[test]
-fn mixed_set_on_server_is_never_installed() {
+fn server_never_offers_a_mixed_set() {
     for key_type in ["ecdsa", "rsa"] {
         let deployment = Deployment::new(&[]);
-        let store = &deployment.certbot;
-        if key_type == "rsa" {
-            if support::require_program("openssl").is_none() {
-                return;
-            }
-            openssl_lineage(store, "shop.example", 1, "rsa");
-            openssl_lineage(store, "shop.example", 2, "rsa");
-            for stem in ["cert", "chain", "fullchain", "privkey"] {
-                repoint(store, "shop.example", stem, 1);
-            }
-        } else {
-            write_lineage(store, &deployment.acme, "shop.example", 1);
-            write_lineage(store, &deployment.acme, "shop.example", 2);
-            for stem in ["cert", "chain", "fullchain", "privkey"] {
-                repoint(store, "shop.example", stem, 1);
-            }
+        if !two_versions(&deployment, key_type) {
+            return;
+        }
+        let first = run_client(&args(&deployment, &[], &["shop.example"]));
+        assert_eq!(
+            first.status.code(),
+            Some(0),
+            "{key_type}: {}",
+            describe(&first)
+        );
+        let installed = deployment.dest.join("shop.example");
+        let before = snapshot(&installed);
+
+        // Certbot repointed fullchain (with the new key's certificate) but not privkey yet:
+        // the server keeps offering the last consistent set.
+        repoint(&deployment.certbot, "shop.example", "fullchain", 2);
+        repoint(&deployment.certbot, "shop.example", "cert", 2);
+        let output = run_client(&args(&deployment, &["--retries", "0"], &["shop.example"]));
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{key_type}: {}",
+            describe(&output)
+        );
+        assert_eq!(
+            snapshot(&installed),
+            before,
+            "{key_type}: the old set changed"
+        );
+        deployment
+            .server
+            .wait_for_log(&["lineage=shop.example", "serving its last consistent set"]);
+
+        // A server that never saw a consistent set answers 503 until there is one.
+        let mut client = args(&deployment, &["--retries", "0"], &["shop.example"]);
+        let restarted = restart_on(&deployment);
+        let server_index = client.iter().position(|arg| arg == "--server").unwrap() + 1;
+        client[server_index] = restarted.url();
+        let output = run_client(&client);
+        assert_eq!(
+            output.status.code(),
+            Some(3),
+            "{key_type}: {}",
+            describe(&output)
+        );
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("503"),
+            "{}",
+            describe(&output)
+        );
+        assert_eq!(
+            snapshot(&installed),
+            before,
+            "{key_type}: the old set changed"
+        );
+        restarted.wait_for_log(&["lineage=shop.example", "no consistent set seen yet"]);
+    }
+}
+
+/// Starts a second server over the same store and PKI as `deployment`.
+fn restart_on(deployment: &Deployment) -> support::harness::ServerProcess {
+    let mut args: Vec<String> = [
+        "--no-syslog",
+        "--config",
+        "/dev/null",
+        "--allow-all-clients",
+        "--listen",
+        "127.0.0.1:0",
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect();
+    args.extend([
+        "--certbot-dir".to_owned(),
+        deployment.certbot.display().to_string(),
+    ]);
+    args.extend(deployment.pki.server.args());
+    support::harness::ServerProcess::start(&args)
+}
+
+#[test]
+fn client_rejects_a_mixed_set() {
+    for key_type in ["ecdsa", "rsa"] {
+        let deployment = Deployment::new(&[]);
+        if !two_versions(&deployment, key_type) {
+            return;
         }
         let (marker, hook) = marker_hook(deployment.dir.path());
         let first = run_client(&args(
@@ -114,14 +203,23 @@ fn mixed_set_on_server_is_never_installed() {
         let installed = deployment.dest.join("shop.example");
         let before = snapshot(&installed);
 
-        // Certbot repointed fullchain (with the new key's certificate) but not privkey yet.
-        repoint(store, "shop.example", "fullchain", 2);
-        repoint(store, "shop.example", "cert", 2);
-        let output = run_client(&args(
+        // A server that offers what the Go server would: the new full chain with the old key.
+        let archive = deployment.certbot.join("archive/shop.example");
+        let read = |name: &str| std::fs::read(archive.join(name)).unwrap();
+        let files = [
+            ("fullchain.pem", read("fullchain2.pem")),
+            ("privkey.pem", read("privkey1.pem")),
+            ("chain.pem", read("chain2.pem")),
+        ];
+        let port = serve_files(server_config(&deployment), &files);
+        let mut client = args(
             &deployment,
             &["--on-change", &hook, "--retries", "0"],
             &["shop.example"],
-        ));
+        );
+        let server_index = client.iter().position(|arg| arg == "--server").unwrap() + 1;
+        client[server_index] = format!("https://localhost:{port}");
+        let output = run_client(&client);
         assert_eq!(
             output.status.code(),
             Some(5),
@@ -142,6 +240,82 @@ fn mixed_set_on_server_is_never_installed() {
         assert!(!marker.exists(), "{key_type}: a hook ran");
         assert_eq!(leftovers(&deployment.dest), Vec::<PathBuf>::new());
     }
+}
+
+/// Serves one mutual-TLS connection that announces `files` as an update and sends them,
+/// like the deployed Go server caught in the middle of a renewal. Returns the port.
+fn serve_files(config: Arc<rustls::ServerConfig>, files: &[(&str, Vec<u8>)]) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let files: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|(name, bytes)| ((*name).to_owned(), bytes.clone()))
+        .collect();
+    std::thread::spawn(move || {
+        let Ok((tcp, _)) = listener.accept() else {
+            return;
+        };
+        let connection = rustls::ServerConnection::new(config).unwrap();
+        let mut stream = rustls::StreamOwned::new(connection, tcp);
+        let hash = |name: &str| {
+            let bytes = &files.iter().find(|(file, _)| file == name).unwrap().1;
+            acme_dl::protocol::sha256_hex(bytes)
+        };
+        let check = format!(
+            r#"{{"update_required":true,"message":"x","server_hashes":{{"fullchain_hash":"{}","privkey_hash":"{}","chain_hash":"{}"}}}}"#,
+            hash("fullchain.pem"),
+            hash("privkey.pem"),
+            hash("chain.pem")
+        );
+        let mut pending = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let Some(end) = pending.windows(4).position(|window| window == b"\r\n\r\n") else {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => return,
+                    Ok(count) => pending.extend_from_slice(&buffer[..count]),
+                }
+                continue;
+            };
+            let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            while pending.len() < end + 4 + length {
+                match stream.read(&mut buffer) {
+                    Ok(0) | Err(_) => return,
+                    Ok(count) => pending.extend_from_slice(&buffer[..count]),
+                }
+            }
+            pending.drain(..end + 4 + length);
+            let path = head
+                .split_whitespace()
+                .nth(1)
+                .unwrap_or_default()
+                .to_owned();
+            let body = match path.rsplit('/').next() {
+                Some(name) if path.starts_with("/download/") => files
+                    .iter()
+                    .find(|(file, _)| file == name)
+                    .map(|(_, bytes)| bytes.clone())
+                    .unwrap_or_default(),
+                _ => check.clone().into_bytes(),
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(&body);
+            let _ = stream.flush();
+        }
+    });
+    port
 }
 
 /// Writes version `number` of a lineage made with OpenSSL: an RSA or EC key and a leaf

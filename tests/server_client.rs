@@ -523,12 +523,6 @@ fn link_outside_store_is_not_served() {
     let chain = setup.certbot.join("live/example.com/chain.pem");
     std::fs::remove_file(&chain).unwrap();
     std::os::unix::fs::symlink(&secret, &chain).unwrap();
-    std::fs::remove_file(setup.certbot.join("live/example.com/privkey.pem")).unwrap();
-    std::os::unix::fs::symlink(
-        "../../archive/example.com/privkey9.pem",
-        setup.certbot.join("live/example.com/privkey.pem"),
-    )
-    .unwrap();
 
     let response = raw_request(
         setup.server.addr,
@@ -542,6 +536,12 @@ fn link_outside_store_is_not_served() {
         .server
         .wait_for_log(&["lineage=example.com", "outside archive/example.com/"]);
 
+    std::fs::remove_file(setup.certbot.join("live/example.com/privkey.pem")).unwrap();
+    std::os::unix::fs::symlink(
+        "../../archive/example.com/privkey9.pem",
+        setup.certbot.join("live/example.com/privkey.pem"),
+    )
+    .unwrap();
     let output = setup.sync(&["example.com"]);
     assert_ne!(output.status.code(), Some(0), "{}", describe(&output));
     assert!(!setup.dest.join("example.com").exists());
@@ -639,4 +639,22 @@ fn tls_12_and_13_are_both_accepted() {
             support::harness::negotiated_version(setup.server.addr, &setup.pki.client, version);
         assert_eq!(negotiated, Ok(expected));
     }
+}
+
+#[test]
+fn server_auth_only_client_is_rejected() {
+    let setup = Setup::new(&["example.com"]);
+    let mut spec = LeafSpec::new("misissued-host", Usage::Server, 30);
+    spec.dns_names = vec!["misissued-host.example.net".to_owned()];
+    let server_only = setup.pki.issue("server-only", &spec);
+    let output = run_client(&setup.client_args(&server_only, &["example.com"]));
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("clientAuth"), "{stderr}");
+    setup.server.wait_for_log(&[
+        "TLS handshake failed",
+        "extended key usage",
+        "subject=\"CN=misissued-host\"",
+    ]);
+    assert!(!setup.dest.join("example.com").exists());
 }

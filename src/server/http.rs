@@ -21,7 +21,7 @@ use crate::identity::Identity;
 use crate::lineage::LineageName;
 use crate::policy::Access;
 use crate::protocol::{CHECK_PATH, CheckRequest, CheckResponse, DOWNLOAD_PREFIX, SetFile};
-use crate::store::StoreError;
+use crate::store::{Current, Snapshot, StoreError, warn_stale};
 
 type HttpResponse = Response<Full<Bytes>>;
 
@@ -156,11 +156,11 @@ async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>
     if decision.access == Access::Denied {
         return denied(log, &lineage, &decision.reason);
     }
-    let set = match shared.store.read_set(&lineage) {
-        Ok(set) => set,
-        Err(error) => return store_failure(log, &lineage, &error),
+    let snapshot = match consistent_set(log, &lineage, shared) {
+        Ok(snapshot) => snapshot,
+        Err(response) => return *response,
     };
-    let answer = CheckResponse::compare(&check.hashes, &set.hashes);
+    let answer = CheckResponse::compare(&check.hashes, &snapshot.hashes);
     info!(
         client = %log.client,
         peer = %log.peer,
@@ -257,11 +257,14 @@ fn download(
         };
         return denied(log, &lineage, &reason);
     }
-    let stored = match shared.store.read_file(&lineage, file) {
-        Ok(stored) => stored,
-        Err(error) => return store_failure(log, &lineage, &error),
+    let snapshot = match consistent_set(log, &lineage, shared) {
+        Ok(snapshot) => snapshot,
+        Err(response) => return *response,
     };
-    let response = file_response(request, stored.bytes, stored.modified);
+    let Some(stored) = snapshot.file(file) else {
+        return log.reject(StatusCode::NOT_FOUND, "file not found for this lineage");
+    };
+    let response = file_response(request, stored.bytes.clone(), stored.modified);
     info!(
         client = %log.client,
         peer = %log.peer,
@@ -391,6 +394,41 @@ fn truncate_to_seconds(time: SystemTime) -> SystemTime {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(seconds)
+}
+
+/// Returns the lineage's consistent set, or the response to send when there is none.
+fn consistent_set(
+    log: &RequestLog<'_>,
+    lineage: &LineageName,
+    shared: &Shared,
+) -> Result<std::sync::Arc<Snapshot>, Box<HttpResponse>> {
+    match shared.snapshots.current(&shared.store, lineage) {
+        Ok(Current::Fresh(snapshot)) => Ok(snapshot),
+        Ok(Current::Stale(snapshot, reason)) => {
+            warn_stale(lineage, &reason);
+            Ok(snapshot)
+        }
+        Ok(Current::Unavailable(reason)) => {
+            warn!(
+                client = %log.client,
+                peer = %log.peer,
+                lineage = %lineage,
+                status = 503,
+                reason = %reason,
+                "lineage inconsistent on disk and no consistent set seen yet"
+            );
+            let mut response = text_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this lineage is being renewed; retry after the delay in Retry-After",
+            );
+            let seconds = shared.retry_after.as_secs().max(1).to_string();
+            if let Ok(value) = HeaderValue::from_str(&seconds) {
+                response.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            Err(Box::new(response))
+        }
+        Err(failure) => Err(Box::new(store_failure(log, lineage, &failure))),
+    }
 }
 
 /// Rejects a request the policy does not allow, exactly as an unknown lineage is rejected,

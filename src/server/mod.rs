@@ -74,6 +74,7 @@ impl std::error::Error for ServerError {}
 #[derive(Debug)]
 struct Shared {
     store: Store,
+    snapshots: crate::store::SnapshotCache,
     policy: crate::policy::Policy,
     max_body_bytes: usize,
     /// Connections open now, handshakes included.
@@ -123,6 +124,7 @@ impl Server {
             acceptor: TlsAcceptor::from(tls_config),
             shared: Arc::new(Shared {
                 store,
+                snapshots: crate::store::SnapshotCache::default(),
                 policy: settings.policy.clone(),
                 max_body_bytes: settings.max_body_bytes,
                 active: AtomicUsize::new(0),

@@ -12,8 +12,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+mod snapshot;
+
+pub use snapshot::{Current, Snapshot, SnapshotCache, warn_stale};
+
 use crate::lineage::LineageName;
-use crate::protocol::{SET_FILES, SetFile, SetHashes, sha256_hex};
+use crate::protocol::SetFile;
 
 /// Largest store file read; Certbot's PEM files are a few kilobytes.
 const MAX_FILE_SIZE: u64 = 1024 * 1024;
@@ -25,12 +29,6 @@ pub struct StoreFile {
     pub modified: SystemTime,
     /// The path the file was finally read from, after following links.
     pub resolved: PathBuf,
-}
-
-/// The three protocol files of a lineage, read together.
-#[derive(Debug, Clone)]
-pub struct StoreSet {
-    pub hashes: SetHashes,
 }
 
 /// Failure to serve a store file.
@@ -173,23 +171,6 @@ impl Store {
         names
     }
 
-    /// Reads the three protocol files of a lineage and hashes them.
-    pub fn read_set(&self, lineage: &LineageName) -> Result<StoreSet, StoreError> {
-        let mut hashes = Vec::with_capacity(SET_FILES.len());
-        for file in SET_FILES {
-            hashes.push(sha256_hex(&self.read_file(lineage, file)?.bytes));
-        }
-        let [fullchain_hash, privkey_hash, chain_hash] =
-            <[String; 3]>::try_from(hashes).unwrap_or_else(|_| unreachable!("three set files"));
-        Ok(StoreSet {
-            hashes: SetHashes {
-                fullchain_hash,
-                privkey_hash,
-                chain_hash,
-            },
-        })
-    }
-
     /// Reads one file of a lineage, refusing anything that resolves outside the store.
     pub fn read_file(&self, lineage: &LineageName, file: SetFile) -> Result<StoreFile, StoreError> {
         let lineage_dir = self.root.join("live").join(lineage.as_str());
@@ -324,6 +305,7 @@ fn describe_missing(path: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::sha256_hex;
     use std::os::unix::fs::symlink;
 
     fn lineage(name: &str) -> LineageName {
@@ -360,10 +342,15 @@ mod tests {
             .unwrap();
         assert_eq!(file.bytes, b"chain of example.com\n");
         assert!(file.resolved.ends_with("archive/example.com/chain1.pem"));
-        let set = store.read_set(&lineage("example.com")).unwrap();
+        let key = store
+            .read_file(&lineage("example.com"), SetFile::Privkey)
+            .unwrap();
         assert_eq!(
-            set.hashes.privkey_hash,
-            sha256_hex(b"privkey of example.com\n")
+            sha256_hex(&key.bytes),
+            sha256_hex(
+                b"privkey of example.com
+"
+            )
         );
     }
 
@@ -372,7 +359,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         certbot_tree(dir.path(), "example.com");
         let store = Store::open(dir.path()).unwrap();
-        let error = store.read_set(&lineage("other.example")).unwrap_err();
+        let error = store
+            .read_file(&lineage("other.example"), SetFile::Chain)
+            .unwrap_err();
         assert!(error.is_not_found(), "{error}");
     }
 
@@ -458,7 +447,9 @@ mod tests {
         certbot_tree(dir.path(), "example.com");
         fs::remove_file(dir.path().join("archive/example.com/privkey1.pem")).unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let error = store.read_set(&lineage("example.com")).unwrap_err();
+        let error = store
+            .read_file(&lineage("example.com"), SetFile::Privkey)
+            .unwrap_err();
         assert!(
             error.to_string().contains("dangling link to ../../archive"),
             "{error}"
