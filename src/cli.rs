@@ -45,7 +45,7 @@ pub enum Command {
     Demo(DemoArgs),
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ServerArgs {
     /// TOML configuration file [default: /etc/acme-dl/server.toml when it exists]
     #[arg(long, value_name = "FILE")]
@@ -65,6 +65,10 @@ pub struct ServerArgs {
     /// CA bundle that client certificates must chain to, PEM [default: tls/ca.crt]
     #[arg(long, value_name = "FILE")]
     pub ca: Option<PathBuf>,
+    /// Certificate revocation list for client certificates, PEM or DER; repeat for several.
+    /// SIGHUP reloads them
+    #[arg(long, value_name = "FILE")]
+    pub crl: Vec<PathBuf>,
     /// Let every client of the CA fetch every lineage and key, as the Go server did; the
     /// server warns about it at every start. Without it, [[access]] rules are required
     #[arg(long)]

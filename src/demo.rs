@@ -148,6 +148,7 @@ async fn demonstrate(root: &Path, keep: bool) -> Result<(), DemoError> {
         max_body_bytes: 16 * 1024,
         max_connections: 64,
         retry_after: Duration::from_secs(10),
+        crls: Vec::new(),
         policy: demo_policy().map_err(|e| step_failed("building the access policy")(&e))?,
     };
     let server = Server::bind(server_settings)

@@ -86,7 +86,11 @@ async fn run_server(args: &cli::ServerArgs) -> ExitStatus {
             }
         };
     }
-    match server::run(settings).await {
+    let reload_args = args.clone();
+    let resolve = move || {
+        config::ServerSettings::resolve(&reload_args).map_err(|failure| failure.to_string())
+    };
+    match server::run(settings, resolve).await {
         Ok(()) => ExitStatus::Success,
         Err(failure) => {
             error!(error = %failure, "server failed to start");

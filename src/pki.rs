@@ -148,6 +148,34 @@ impl Authority {
         })
     }
 
+    /// Issues a revocation list, PEM, naming the given serial numbers (big-endian bytes),
+    /// valid for `days` days.
+    pub fn revocation_list(
+        &self,
+        serials: &[Vec<u8>],
+        number: u64,
+        days: i64,
+    ) -> Result<String, PkiError> {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - Duration::minutes(5),
+            next_update: now + Duration::days(days),
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|serial| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: now - Duration::minutes(1),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        Ok(params.signed_by(&self.issuer)?.pem()?)
+    }
+
     /// Returns this CA's certificate, PEM.
     pub fn cert_pem(&self) -> &str {
         &self.cert_pem

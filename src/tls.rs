@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
@@ -106,6 +106,30 @@ fn pem_reason(error: &rustls::pki_types::pem::Error) -> String {
     }
 }
 
+/// Loads certificate revocation lists, each file PEM (`X509 CRL` blocks) or DER.
+pub fn load_crls(
+    paths: &[PathBuf],
+) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsSetupError> {
+    let mut lists = Vec::new();
+    for path in paths {
+        let file_error = |reason: String| TlsSetupError::File {
+            what: "revocation list",
+            path: path.clone(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|error| file_error(error.to_string()))?;
+        let pem: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
+            .collect::<Result<_, _>>()
+            .map_err(|error| file_error(pem_reason(&error)))?;
+        if pem.is_empty() {
+            lists.push(CertificateRevocationListDer::from(bytes));
+        } else {
+            lists.extend(pem);
+        }
+    }
+    Ok(lists)
+}
+
 fn root_store(ca: &Path) -> Result<RootCertStore, TlsSetupError> {
     let mut roots = RootCertStore::empty();
     for cert in load_certs("CA bundle", ca)? {
@@ -119,14 +143,25 @@ fn root_store(ca: &Path) -> Result<RootCertStore, TlsSetupError> {
 }
 
 /// Builds the server's configuration: TLS 1.2 and 1.3, client certificate required.
-pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsSetupError> {
+pub fn server_config(
+    files: &TlsFiles,
+    crls: &[PathBuf],
+) -> Result<Arc<ServerConfig>, TlsSetupError> {
     let provider = provider();
     let roots = Arc::new(root_store(&files.ca)?);
-    let webpki = WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
-        .build()
-        .map_err(|error| TlsSetupError::Config {
-            reason: error.to_string(),
-        })?;
+    let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
+    let revocation_lists = load_crls(crls)?;
+    if !revocation_lists.is_empty() {
+        // Only the client's own certificate is checked, and a certificate from an issuer
+        // that no list covers is accepted: the lists are the operator's, for the fleet CA.
+        builder = builder
+            .with_crls(revocation_lists)
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status();
+    }
+    let webpki = builder.build().map_err(|error| TlsSetupError::Config {
+        reason: error.to_string(),
+    })?;
     let chain = load_certs("server certificate", &files.cert)?;
     let key = load_key(&files.key)?;
     let mut config = ServerConfig::builder_with_provider(provider)
@@ -180,6 +215,70 @@ fn describe_key_error(error: &rustls::Error) -> String {
         }
         other => other.to_string(),
     }
+}
+
+/// Days before a certificate's end from which the server warns at start and daily.
+const CERTIFICATE_WARNING_DAYS: i64 = 30;
+/// Days before a revocation list's next update from which the server warns.
+const CRL_WARNING_DAYS: i64 = 2;
+
+/// Returns a warning for each server certificate, CA certificate or revocation list that
+/// runs out soon or already has; files that cannot be read are left to the loaders.
+pub fn expiry_warnings(
+    files: &TlsFiles,
+    crls: &[PathBuf],
+    now: std::time::SystemTime,
+) -> Vec<String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let now = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let mut warnings = Vec::new();
+    let mut check = |what: String, end: i64, margin_days: i64| {
+        let left = end - now;
+        if left < 0 {
+            warnings.push(format!(
+                "{what} expired on {}; replace it",
+                format_time(end.max(0) as u64)
+            ));
+        } else if left < margin_days * 86_400 {
+            warnings.push(format!(
+                "{what} runs out on {} ({} days left); replace it",
+                format_time(end as u64),
+                left / 86_400
+            ));
+        }
+    };
+    let certificate_files = [
+        ("server certificate", &files.cert),
+        ("CA certificate", &files.ca),
+    ];
+    for (what, path) in certificate_files {
+        for der in load_certs(what, path).unwrap_or_default() {
+            if let Ok((_, cert)) = X509Certificate::from_der(der.as_ref()) {
+                let name = format!("{what} {} in {}", cert.subject(), path.display());
+                check(
+                    name,
+                    cert.validity().not_after.timestamp(),
+                    CERTIFICATE_WARNING_DAYS,
+                );
+            }
+        }
+    }
+    for list in load_crls(crls).unwrap_or_default() {
+        if let Ok((_, crl)) = CertificateRevocationList::from_der(list.as_ref())
+            && let Some(next) = crl.next_update()
+        {
+            check(
+                format!("revocation list of {}", crl.issuer()),
+                next.timestamp(),
+                CRL_WARNING_DAYS,
+            );
+        }
+    }
+    warnings
 }
 
 tokio::task_local! {

@@ -66,6 +66,9 @@ pub struct ServerFile {
     pub max_connections: Option<usize>,
     /// Seconds sent in Retry-After when the server is saturated.
     pub retry_after_secs: Option<u64>,
+    /// Certificate revocation lists for client certificates, PEM or DER.
+    #[serde(default)]
+    pub crl: Vec<PathBuf>,
     /// Lets every client of the CA fetch every lineage and key.
     pub allow_all_clients: Option<bool>,
     /// Access rules mapping clients to lineages.
@@ -85,6 +88,7 @@ pub struct ServerSettings {
     pub max_connections: usize,
     pub retry_after: Duration,
     pub policy: crate::policy::Policy,
+    pub crls: Vec<PathBuf>,
 }
 
 /// Reads a TOML file: the explicit one, else the default one when it exists, else nothing.
@@ -151,6 +155,11 @@ impl ServerSettings {
                 file.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             )?,
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            crls: if args.crl.is_empty() {
+                file.crl.clone()
+            } else {
+                args.crl.clone()
+            },
             policy: crate::policy::Policy::new(
                 &file.access,
                 args.allow_all_clients || file.allow_all_clients.unwrap_or(false),

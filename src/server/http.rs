@@ -152,7 +152,7 @@ async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>
         );
     }
 
-    let decision = shared.policy.decide(log.client, &lineage);
+    let decision = shared.policy().decide(log.client, &lineage);
     if decision.access == Access::Denied {
         return denied(log, &lineage, &decision.reason);
     }
@@ -244,7 +244,7 @@ fn download(
         );
     };
 
-    let decision = shared.policy.decide(log.client, &lineage);
+    let decision = shared.policy().decide(log.client, &lineage);
     let allowed = match decision.access {
         Access::Full => true,
         Access::CertificatesOnly => !file.is_private_key(),

@@ -10,8 +10,8 @@ mod throttle;
 use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::config::ServerSettings;
 use crate::identity::Identity;
@@ -71,11 +71,15 @@ impl std::fmt::Display for ServerError {
 impl std::error::Error for ServerError {}
 
 /// State shared by every connection.
-#[derive(Debug)]
 struct Shared {
     store: Store,
     snapshots: crate::store::SnapshotCache,
-    policy: crate::policy::Policy,
+    /// The access policy, replaced on reload.
+    policy: RwLock<Arc<crate::policy::Policy>>,
+    /// The TLS acceptor with its certificate, CA bundle and revocation lists, replaced on
+    /// reload. A new acceptor has a new session cache, so no session made before a
+    /// revocation can be resumed after it.
+    acceptor: RwLock<TlsAcceptor>,
     max_body_bytes: usize,
     /// Connections open now, handshakes included.
     active: AtomicUsize,
@@ -87,6 +91,68 @@ struct Shared {
     body_timeout: Duration,
     /// Limits the log lines of connections closed or answered 503 under overload.
     overload_log: throttle::Throttle,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn policy(&self) -> Arc<crate::policy::Policy> {
+        self.policy
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn acceptor(&self) -> TlsAcceptor {
+        self.acceptor
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+/// Replaces the TLS configuration and the policy of a running server.
+#[derive(Debug, Clone)]
+pub struct Reloader(Arc<Shared>);
+
+impl Reloader {
+    /// Applies new settings. On any error the running configuration stays as it was.
+    pub fn reload(&self, settings: &ServerSettings) -> Result<(), ServerError> {
+        let tls_config =
+            tls::server_config(&settings.tls, &settings.crls).map_err(ServerError::Tls)?;
+        *self
+            .0
+            .acceptor
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = TlsAcceptor::from(tls_config);
+        *self
+            .0
+            .policy
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(settings.policy.clone());
+        info!(
+            cert = %settings.tls.cert.display(),
+            ca = %settings.tls.ca.display(),
+            crls = settings.crls.len(),
+            "configuration reloaded"
+        );
+        warn_expiring(settings);
+        Ok(())
+    }
+}
+
+/// Warns about the server certificate, the CA bundle or a revocation list running out.
+fn warn_expiring(settings: &ServerSettings) {
+    for warning in tls::expiry_warnings(&settings.tls, &settings.crls, std::time::SystemTime::now())
+    {
+        warn!("{warning}");
+    }
 }
 
 /// Counts a connection as active until dropped.
@@ -102,7 +168,6 @@ impl Drop for ActiveGuard {
 #[allow(missing_debug_implementations)]
 pub struct Server {
     listener: TcpListener,
-    acceptor: TlsAcceptor,
     shared: Arc<Shared>,
     settings: ServerSettings,
 }
@@ -110,7 +175,8 @@ pub struct Server {
 impl Server {
     /// Loads the TLS files and the store, and binds the listening socket.
     pub async fn bind(settings: ServerSettings) -> Result<Server, ServerError> {
-        let tls_config = tls::server_config(&settings.tls).map_err(ServerError::Tls)?;
+        let tls_config =
+            tls::server_config(&settings.tls, &settings.crls).map_err(ServerError::Tls)?;
         let store = Store::open(&settings.certbot_dir).map_err(ServerError::Store)?;
         let listener =
             TcpListener::bind(settings.listen)
@@ -121,11 +187,11 @@ impl Server {
                 })?;
         Ok(Server {
             listener,
-            acceptor: TlsAcceptor::from(tls_config),
             shared: Arc::new(Shared {
+                acceptor: RwLock::new(TlsAcceptor::from(tls_config)),
                 store,
                 snapshots: crate::store::SnapshotCache::default(),
-                policy: settings.policy.clone(),
+                policy: RwLock::new(Arc::new(settings.policy.clone())),
                 max_body_bytes: settings.max_body_bytes,
                 active: AtomicUsize::new(0),
                 max_connections: settings.max_connections,
@@ -136,6 +202,11 @@ impl Server {
             }),
             settings,
         })
+    }
+
+    /// Returns a handle that reloads the configuration of this server while it runs.
+    pub fn reloader(&self) -> Reloader {
+        Reloader(self.shared.clone())
     }
 
     /// Returns the address actually bound, useful when the port was 0.
@@ -151,7 +222,8 @@ impl Server {
             ca = %self.settings.tls.ca.display(),
             "server started"
         );
-        if self.shared.policy.allows_all() {
+        warn_expiring(&self.settings);
+        if self.shared.policy().allows_all() {
             warn!(
                 "allow_all_clients is set: every client certificate from the CA may fetch every \
                  lineage and private key; add [[access]] rules to limit each client"
@@ -205,7 +277,7 @@ impl Server {
         peer: SocketAddr,
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static {
-        let acceptor = self.acceptor.clone();
+        let acceptor = self.shared.acceptor();
         let shared = self.shared.clone();
         let header_timeout = self.settings.header_timeout;
         let idle_timeout = self.settings.idle_timeout;
@@ -386,7 +458,7 @@ pub fn check_config(
     explain: Option<&std::path::Path>,
 ) -> Result<String, ServerError> {
     use std::fmt::Write as _;
-    tls::server_config(&settings.tls).map_err(ServerError::Tls)?;
+    tls::server_config(&settings.tls, &settings.crls).map_err(ServerError::Tls)?;
     let store = Store::open(&settings.certbot_dir).map_err(ServerError::Store)?;
     let lineages = store.lineages();
     let mut text = String::new();
@@ -426,12 +498,48 @@ pub fn check_config(
     Ok(text)
 }
 
-/// Loads the configuration, binds, and serves until SIGTERM or SIGINT.
-pub async fn run(settings: ServerSettings) -> Result<(), ServerError> {
+/// Binds and serves until SIGTERM or SIGINT. SIGHUP calls `resolve` for new settings and
+/// applies them; a failed reload keeps the running configuration and logs why.
+pub async fn run(
+    settings: ServerSettings,
+    resolve: impl Fn() -> Result<ServerSettings, String> + Send + 'static,
+) -> Result<(), ServerError> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut terminate = signal(SignalKind::terminate()).map_err(ServerError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(ServerError::Signal)?;
+    let mut hangup = signal(SignalKind::hangup()).map_err(ServerError::Signal)?;
     let server = Server::bind(settings).await?;
+
+    let reloader = server.reloader();
+    let listen = server.settings.listen;
+    let certbot_dir = server.settings.certbot_dir.clone();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            info!(signal = "SIGHUP", "reloading the configuration");
+            let result = resolve().and_then(|settings| {
+                if settings.listen != listen || settings.certbot_dir != certbot_dir {
+                    warn!("listen and certbot_dir changes take effect only after a restart");
+                }
+                reloader
+                    .reload(&settings)
+                    .map_err(|failure| failure.to_string())
+            });
+            if let Err(failure) = result {
+                error!(error = %failure, "reload failed; the running configuration stays");
+            }
+        }
+    });
+    // NOTE: the daily check uses the settings of the start, not those of a later reload.
+    let daily_settings = server.settings.clone();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_secs(86_400));
+        interval.tick().await;
+        loop {
+            interval.tick().await;
+            warn_expiring(&daily_settings);
+        }
+    });
+
     server
         .serve(async move {
             let name = tokio::select! {

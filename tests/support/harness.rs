@@ -154,6 +154,15 @@ impl Deployment {
     pub fn with_server_args(lineages: &[&str], extra: &[&str]) -> Deployment {
         let dir = tempfile::tempdir().unwrap();
         let pki = Pki::new(&dir.path().join("pki"), "web412");
+        Deployment::start(dir, pki, lineages, extra)
+    }
+
+    /// Starts a deployment with a PKI made by the caller, for tests that need its CA first.
+    pub fn with_pki(pki: Pki, lineages: &[&str], extra: &[&str]) -> Deployment {
+        Deployment::start(tempfile::tempdir().unwrap(), pki, lineages, extra)
+    }
+
+    fn start(dir: TempDir, pki: Pki, lineages: &[&str], extra: &[&str]) -> Deployment {
         let acme = Authority::new_root("test ACME CA", 30).unwrap();
         let certbot = dir.path().join("letsencrypt");
         std::fs::create_dir_all(certbot.join("live")).unwrap();
@@ -175,7 +184,11 @@ impl Deployment {
         if !extra.contains(&"--listen") {
             args.extend(["--listen".to_owned(), "127.0.0.1:0".to_owned()]);
         }
-        args.extend(pki.server.args());
+        if extra.contains(&"--cert") {
+            args.extend(["--ca".to_owned(), pki.server.ca.display().to_string()]);
+        } else {
+            args.extend(pki.server.args());
+        }
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
         let server = ServerProcess::start(&args);
         let dest = dir.path().join("dest");
@@ -299,6 +312,26 @@ impl ServerProcess {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Sends a signal, such as `HUP`, to the server.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Returns how many log lines so far contain every one of `parts`.
+    pub fn count_log(&self, parts: &[&str]) -> usize {
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|line| parts.iter().all(|part| line.contains(part)))
+            .count()
     }
 
     /// Sends SIGTERM and waits for the exit status.

@@ -1,0 +1,257 @@
+//! Revocation and reload: a client certificate revoked through a CRL and a SIGHUP is
+//! rejected on fresh and resumed connections, while other clients, even on connections
+//! opened before the reload, keep being served; a broken reload keeps the old setup.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+
+use acme_dl::identity::Identity as PeerIdentity;
+use acme_dl::pki::{LeafSpec, Usage};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use support::harness::{Deployment, Identity, describe, run_client};
+
+/// A client configuration whose session cache survives between connections, so a second
+/// connection tries to resume the first one's TLS session.
+fn resuming_config(identity: &Identity) -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(&identity.ca).unwrap() {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = CertificateDer::pem_file_iter(&identity.cert)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let key = PrivateKeyDer::from_pem_file(&identity.key).unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    Arc::new(config)
+}
+
+type Stream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+fn connect(addr: std::net::SocketAddr, config: &Arc<rustls::ClientConfig>) -> Stream {
+    let connection =
+        rustls::ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap())
+            .unwrap();
+    let tcp = TcpStream::connect(addr).unwrap();
+    tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    rustls::StreamOwned::new(connection, tcp)
+}
+
+/// Sends a keep-alive GET and returns the status code, or the error.
+fn get(stream: &mut Stream, path: &str) -> Result<u16, String> {
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
+    stream.flush().map_err(|e| e.to_string())?;
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    loop {
+        let count = stream.read(&mut buffer).map_err(|e| e.to_string())?;
+        if count == 0 {
+            return Err("connection closed".to_owned());
+        }
+        received.extend_from_slice(&buffer[..count]);
+        let text = String::from_utf8_lossy(&received);
+        if let Some(head_end) = text.find("\r\n\r\n") {
+            let length: usize = text[..head_end]
+                .lines()
+                .find_map(|line| {
+                    line.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if received.len() >= head_end + 4 + length {
+                return text
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|code| code.parse().ok())
+                    .ok_or_else(|| text.to_string());
+            }
+        }
+    }
+}
+
+fn serial_bytes(identity: &Identity) -> (String, Vec<u8>) {
+    let der = CertificateDer::from_pem_file(&identity.cert).unwrap();
+    let serial = PeerIdentity::from_der(&der).serial;
+    let bytes = (0..serial.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&serial[i..i + 2], 16).unwrap())
+        .collect();
+    (serial, bytes)
+}
+
+#[test]
+fn revoked_client_is_rejected_after_reload() {
+    let dir = tempfile::tempdir().unwrap();
+    let crl = dir.path().join("fleet.crl");
+    let config = dir.path().join("server.toml");
+    // The deployment's PKI does not exist yet, so an empty list is written after it.
+    std::fs::write(
+        &config,
+        format!("allow_all_clients = true\ncrl = [\"{}\"]\n", crl.display()),
+    )
+    .unwrap();
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = support::harness::Pki::new(pki_dir.path(), "web412");
+    std::fs::write(&crl, pki.authority.revocation_list(&[], 1, 7).unwrap()).unwrap();
+    let deployment = Deployment::with_pki(
+        pki,
+        &["example.com"],
+        &["--config", config.to_str().unwrap()],
+    );
+
+    let revoked = deployment.pki.client.clone();
+    let other = deployment
+        .pki
+        .issue("web413", &LeafSpec::new("web413", Usage::Client, 30));
+    let revoked_config = resuming_config(&revoked);
+    let other_config = resuming_config(&other);
+
+    // Before the revocation both clients are served; the other keeps its connection open.
+    let mut first = connect(deployment.server.addr, &revoked_config);
+    assert_eq!(get(&mut first, "/download/example.com/chain.pem"), Ok(200));
+    drop(first);
+    // The session is resumable: the attempt after the revocation is a resumption.
+    let mut second = connect(deployment.server.addr, &revoked_config);
+    assert_eq!(get(&mut second, "/download/example.com/chain.pem"), Ok(200));
+    assert_eq!(second.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    drop(second);
+    let mut established = connect(deployment.server.addr, &other_config);
+    assert_eq!(
+        get(&mut established, "/download/example.com/chain.pem"),
+        Ok(200)
+    );
+
+    let (serial, serial_bytes) = serial_bytes(&revoked);
+    std::fs::write(
+        &crl,
+        deployment
+            .pki
+            .authority
+            .revocation_list(&[serial_bytes], 2, 7)
+            .unwrap(),
+    )
+    .unwrap();
+    deployment.server.signal("HUP");
+    deployment
+        .server
+        .wait_for_log(&["configuration reloaded", "crls=1"]);
+
+    // Fresh and resumed connections of the revoked client fail in the handshake.
+    let mut resumed = connect(deployment.server.addr, &revoked_config);
+    let result = get(&mut resumed, "/download/example.com/chain.pem");
+    assert!(result.is_err(), "revoked client was served: {result:?}");
+    deployment.server.wait_for_log(&[
+        "TLS handshake failed",
+        "certificate revoked",
+        &format!("serial={serial}"),
+    ]);
+    let output = run_client(&deployment.client_args(&revoked, &["example.com"]));
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("revoked"),
+        "{}",
+        describe(&output)
+    );
+
+    // The other client's old connection and new ones are unaffected.
+    assert_eq!(
+        get(&mut established, "/download/example.com/cert.pem"),
+        Ok(200)
+    );
+    let output = run_client(&deployment.client_args(&other, &["example.com"]));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    // A broken list on reload keeps the running configuration.
+    std::fs::write(
+        &crl,
+        "-----BEGIN X509 CRL-----\nnot base64\n-----END X509 CRL-----\n",
+    )
+    .unwrap();
+    deployment.server.signal("HUP");
+    deployment.server.wait_for_log(&[
+        "reload failed; the running configuration stays",
+        "revocation list",
+    ]);
+    let output = run_client(&deployment.client_args(&revoked, &["example.com"]));
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    let output = run_client(&deployment.client_args(&other, &["example.com"]));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+#[test]
+fn reload_applies_a_new_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("server.toml");
+    std::fs::write(
+        &config,
+        "[[access]]\nclients = [\"cn:web412\"]\nlineages = [\"example.com\"]\n",
+    )
+    .unwrap();
+    let deployment =
+        Deployment::with_server_args(&["example.com"], &["--config", config.to_str().unwrap()]);
+    let output = run_client(&deployment.client_args(&deployment.pki.client, &["example.com"]));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    std::fs::write(
+        &config,
+        "[[access]]\nclients = [\"cn:someone-else\"]\nlineages = [\"example.com\"]\n",
+    )
+    .unwrap();
+    deployment.server.signal("HUP");
+    deployment.server.wait_for_log(&["configuration reloaded"]);
+    let output = run_client(&deployment.client_args(&deployment.pki.client, &["example.com"]));
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+
+    // An invalid policy is refused and the previous one stays.
+    std::fs::write(
+        &config,
+        "[[access]]\nclients = [\"nonsense\"]\nlineages = [\"example.com\"]\n",
+    )
+    .unwrap();
+    deployment.server.signal("HUP");
+    deployment
+        .server
+        .wait_for_log(&["reload failed", "access rule 1"]);
+    assert_eq!(deployment.server.count_log(&["configuration reloaded"]), 1);
+}
+
+#[test]
+fn expiring_certificates_and_lists_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::harness::Pki::new(dir.path(), "web412");
+    let mut spec = LeafSpec::new("localhost", Usage::Server, 10);
+    spec.dns_names = vec!["localhost".to_owned()];
+    let server = pki.issue("short-server", &spec);
+    let crl = dir.path().join("fleet.crl");
+    std::fs::write(&crl, pki.authority.revocation_list(&[], 1, 1).unwrap()).unwrap();
+    let deployment = Deployment::with_pki(
+        pki,
+        &["example.com"],
+        &[
+            "--cert",
+            server.cert.to_str().unwrap(),
+            "--key",
+            server.key.to_str().unwrap(),
+            "--crl",
+            crl.to_str().unwrap(),
+        ],
+    );
+    deployment
+        .server
+        .wait_for_log(&["warning", "server certificate CN=localhost", "days left"]);
+    deployment
+        .server
+        .wait_for_log(&["warning", "revocation list of", "days left"]);
+}
