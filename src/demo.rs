@@ -149,6 +149,12 @@ async fn demonstrate(root: &Path, keep: bool) -> Result<(), DemoError> {
         max_connections: 64,
         retry_after: Duration::from_secs(10),
         crls: Vec::new(),
+        limits: crate::server::LimitSettings {
+            max_connections_per_ip: 64,
+            max_requests_per_connection: 1000,
+            client_burst: 1000,
+            client_requests_per_second: 50.0,
+        },
         policy: demo_policy().map_err(|e| step_failed("building the access policy")(&e))?,
     };
     let server = Server::bind(server_settings)

@@ -36,8 +36,15 @@ impl std::error::Error for PemError {}
 pub fn parse(data: &[u8]) -> Result<Vec<PemBlock>, PemError> {
     let mut blocks = Vec::new();
     let mut open: Option<(String, usize, Vec<u8>, bool)> = None;
+    let mut headers_seen = false;
+    let mut blank_after_headers = false;
+    let line_count = data.split(|&byte| byte == b'\n').count();
     for (index, raw_line) in data.split(|&byte| byte == b'\n').enumerate() {
         let number = index + 1;
+        // The empty piece after a final newline is not a line.
+        if number == line_count && raw_line.is_empty() {
+            break;
+        }
         let line = trim_ascii(raw_line);
         let error = |reason: String| PemError {
             line: number,
@@ -51,6 +58,8 @@ pub fn parse(data: &[u8]) -> Result<Vec<PemBlock>, PemError> {
                 )));
             }
             open = Some((label, number, Vec::new(), false));
+            headers_seen = false;
+            blank_after_headers = false;
             continue;
         }
         if let Some(label) = marker(line, b"-----END ") {
@@ -79,11 +88,24 @@ pub fn parse(data: &[u8]) -> Result<Vec<PemBlock>, PemError> {
             continue;
         };
         if line.contains(&b':') {
-            // RFC 1421 headers of legacy encrypted keys: `Proc-Type: 4,ENCRYPTED`.
+            // RFC 1421 headers of legacy encrypted keys (`Proc-Type: 4,ENCRYPTED`) may only
+            // come before the base64 data, as OpenSSL reads them.
+            if !base64.is_empty() {
+                return Err(error("a header line inside the base64 data".to_owned()));
+            }
             if line.starts_with(b"Proc-Type:") && line.ends_with(b"ENCRYPTED") {
                 *encrypted = true;
             }
+            headers_seen = true;
             continue;
+        }
+        if line.is_empty() {
+            // Only the one blank line that ends RFC 1421 headers is allowed in a block.
+            if base64.is_empty() && headers_seen && !blank_after_headers {
+                blank_after_headers = true;
+                continue;
+            }
+            return Err(error("a blank line inside the block".to_owned()));
         }
         base64.extend(line.iter().filter(|byte| !byte.is_ascii_whitespace()));
     }
@@ -94,6 +116,31 @@ pub fn parse(data: &[u8]) -> Result<Vec<PemBlock>, PemError> {
         });
     }
     Ok(blocks)
+}
+
+/// Encodes DER as a PEM block with 64-character lines, as OpenSSL writes it.
+pub fn encode(label: &str, der: &[u8]) -> Vec<u8> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut base64 = Vec::with_capacity(der.len().div_ceil(3) * 4);
+    for chunk in der.chunks(3) {
+        let value = chunk.iter().enumerate().fold(0u32, |value, (i, byte)| {
+            value | u32::from(*byte) << (16 - 8 * i)
+        });
+        for position in 0..4 {
+            if position <= chunk.len() {
+                base64.push(ALPHABET[(value >> (18 - 6 * position) & 0x3f) as usize]);
+            } else {
+                base64.push(b'=');
+            }
+        }
+    }
+    let mut pem = format!("-----BEGIN {label}-----\n").into_bytes();
+    for line in base64.chunks(64) {
+        pem.extend_from_slice(line);
+        pem.push(b'\n');
+    }
+    pem.extend_from_slice(format!("-----END {label}-----\n").as_bytes());
+    pem
 }
 
 /// Returns the label of a `-----BEGIN X-----` or `-----END X-----` line.
@@ -197,6 +244,43 @@ mod tests {
         assert_eq!(decode_base64(b"AQ==").unwrap(), vec![1]);
         assert_eq!(decode_base64(b"AQI=").unwrap(), vec![1, 2]);
         assert_eq!(decode_base64(b"AQID").unwrap(), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn rejects_headers_and_blank_lines_inside_data() {
+        let header = "-----BEGIN CERTIFICATE-----\nAQID\njunk: not base64\nAQID\n-----END CERTIFICATE-----\n";
+        assert!(
+            parse(header.as_bytes())
+                .unwrap_err()
+                .reason
+                .contains("header")
+        );
+        let blank = "-----BEGIN CERTIFICATE-----\nAQID\n\nAQID\n-----END CERTIFICATE-----\n";
+        assert!(
+            parse(blank.as_bytes())
+                .unwrap_err()
+                .reason
+                .contains("blank line")
+        );
+        let leading_blank = "-----BEGIN CERTIFICATE-----\n\nAQID\n-----END CERTIFICATE-----\n";
+        assert!(parse(leading_blank.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn encode_round_trips() {
+        for length in [0usize, 1, 2, 3, 47, 48, 49, 100] {
+            let der: Vec<u8> = (0..length).map(|i| (i * 37 % 256) as u8).collect();
+            let pem = encode("CERTIFICATE", &der);
+            if length == 0 {
+                continue;
+            }
+            let blocks = parse(&pem).unwrap();
+            assert_eq!(blocks[0].der, der, "length {length}");
+            assert!(
+                pem.split(|b| *b == b'\n')
+                    .all(|line| line.len() <= 64 || line.starts_with(b"-----"))
+            );
+        }
     }
 
     #[test]

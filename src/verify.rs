@@ -164,7 +164,7 @@ pub fn verify_set(
     check_names(&leaf, names)?;
 
     Ok(VerifiedSet {
-        leaf_pem: first_block(&set.fullchain),
+        leaf_pem: pem::encode("CERTIFICATE", leaf_der.as_ref()),
         serial: leaf.raw_serial_as_string().replace(':', ""),
         not_after: leaf.validity().not_after.timestamp(),
         certificates_der: fullchain
@@ -422,21 +422,6 @@ fn name_covered(pattern: &str, name: &str) -> bool {
         || name
             .split_once('.')
             .is_some_and(|(label, rest)| !label.is_empty() && rest == base)
-}
-
-fn first_block(fullchain: &[u8]) -> Vec<u8> {
-    const END: &[u8] = b"-----END CERTIFICATE-----";
-    let start = fullchain
-        .windows(11)
-        .position(|window| window == b"-----BEGIN ")
-        .unwrap_or(0);
-    let end = fullchain[start..]
-        .windows(END.len())
-        .position(|window| window == END)
-        .map_or(fullchain.len(), |position| start + position + END.len());
-    let mut block = fullchain[start..end].to_vec();
-    block.push(b'\n');
-    block
 }
 
 #[cfg(test)]

@@ -125,7 +125,10 @@ fn revoked_client_is_rejected_after_reload() {
     // The session is resumable: the attempt after the revocation is a resumption.
     let mut second = connect(deployment.server.addr, &revoked_config);
     assert_eq!(get(&mut second, "/download/example.com/chain.pem"), Ok(200));
-    assert_eq!(second.conn.handshake_kind(), Some(rustls::HandshakeKind::Resumed));
+    assert_eq!(
+        second.conn.handshake_kind(),
+        Some(rustls::HandshakeKind::Resumed)
+    );
     drop(second);
     let mut established = connect(deployment.server.addr, &other_config);
     assert_eq!(

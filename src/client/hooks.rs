@@ -109,17 +109,53 @@ pub async fn run(
     result
 }
 
+/// Longest output line logged; the rest of a longer line is cut.
+const MAX_LINE_BYTES: usize = 4096;
+
+/// Logs a command's output line by line. Reading goes on to the end whatever the bytes
+/// are, so a command never dies of a closed pipe because of what it printed.
 async fn log_lines(kind: String, stream: &'static str, pipe: impl tokio::io::AsyncRead + Unpin) {
-    let mut lines = BufReader::new(pipe).lines();
+    use tokio::io::AsyncReadExt;
+    let mut reader = BufReader::new(pipe);
+    let mut line = Vec::new();
     let mut count = 0usize;
-    while let Ok(Some(line)) = lines.next_line().await {
-        count += 1;
-        if count <= MAX_LOGGED_LINES {
-            if stream == "stderr" {
-                warn!(hook = %kind, stream = stream, "{line}");
-            } else {
-                info!(hook = %kind, stream = stream, "{line}");
+    loop {
+        line.clear();
+        // Read at most a line's worth at a time, so a huge line costs bounded memory.
+        let mut limited = (&mut reader).take(MAX_LINE_BYTES as u64);
+        match limited.read_until(b'\n', &mut line).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let complete = line.ends_with(b"\n");
+        if !complete && line.len() >= MAX_LINE_BYTES {
+            // Skip the rest of an over-long line, a bounded piece at a time.
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                let mut limited = (&mut reader).take(MAX_LINE_BYTES as u64);
+                match limited.read_until(b'\n', &mut rest).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if rest.ends_with(b"\n") => break,
+                    Ok(_) => {}
+                }
             }
+        }
+        count += 1;
+        if count > MAX_LOGGED_LINES {
+            continue;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end_matches('\n');
+        let suffix = if complete || line.len() < MAX_LINE_BYTES {
+            ""
+        } else {
+            " [line cut]"
+        };
+        if stream == "stderr" {
+            warn!(hook = %kind, stream = stream, "{text}{suffix}");
+        } else {
+            info!(hook = %kind, stream = stream, "{text}{suffix}");
         }
     }
     if count > MAX_LOGGED_LINES {
@@ -158,6 +194,15 @@ mod tests {
             text,
             "a.example b.example|/x/a.example/fullchain.pem\n/x/a.example/privkey.pem"
         );
+    }
+
+    #[tokio::test]
+    async fn binary_and_long_output_does_not_kill_the_command() {
+        let command =
+            "printf '\\377\\376\\n'; head -c 100000 /dev/zero | tr '\\0' x; echo; seq 1 20000";
+        run("check", command, &context(), Duration::from_secs(20))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

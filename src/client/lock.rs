@@ -25,7 +25,8 @@ pub async fn acquire(path: &Path, deadline: Instant) -> std::io::Result<Option<R
         .parent()
         .filter(|parent| !parent.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent)?;
+        // Created 0755 whatever the umask: this is usually the destination directory.
+        crate::install::create_dirs(parent).map_err(|failure| failure.error)?;
     }
     let file = OpenOptions::new()
         .read(true)

@@ -244,7 +244,7 @@ pub async fn run(settings: ClientSettings) -> ExitStatus {
             return failure.exit_status();
         }
     };
-    run_hooks(&settings, &mut report).await;
+    run_hooks(&settings, &mut report, deadline).await;
     let status = report.exit_status(settings.exit_code);
     info!(
         changed = report.changed(),
@@ -587,7 +587,7 @@ fn read_local(path: &Path) -> std::io::Result<Vec<u8>> {
 }
 
 /// Runs check commands, restoring the lineages whose check failed, then on_change commands.
-async fn run_hooks(settings: &ClientSettings, report: &mut RunReport) {
+async fn run_hooks(settings: &ClientSettings, report: &mut RunReport, deadline: Instant) {
     let hooks_of = |name: &LineageName| {
         settings
             .lineages
@@ -602,7 +602,13 @@ async fn run_hooks(settings: &ClientSettings, report: &mut RunReport) {
         ]
     });
     for (command, context, lineages) in checks {
-        let Err(failure) = hooks::run("check", &command, &context, settings.hook_timeout).await
+        let Err(failure) = hooks::run(
+            "check",
+            &command,
+            &context,
+            hook_timeout(settings, deadline),
+        )
+        .await
         else {
             continue;
         };
@@ -629,11 +635,11 @@ async fn run_hooks(settings: &ClientSettings, report: &mut RunReport) {
         }
     }
 
-    run_on_change(settings, report).await;
+    run_on_change(settings, report, deadline).await;
 }
 
 /// Runs each on_change command of the updated lineages once, recording the first failure.
-async fn run_on_change(settings: &ClientSettings, report: &mut RunReport) {
+async fn run_on_change(settings: &ClientSettings, report: &mut RunReport, deadline: Instant) {
     let reloads = commands(&report.updates(), |name| {
         let own = settings
             .lineages
@@ -643,8 +649,13 @@ async fn run_on_change(settings: &ClientSettings, report: &mut RunReport) {
         [own, settings.hooks.on_change.clone()]
     });
     for (command, context, _) in reloads {
-        if let Err(failure) =
-            hooks::run("on_change", &command, &context, settings.hook_timeout).await
+        if let Err(failure) = hooks::run(
+            "on_change",
+            &command,
+            &context,
+            hook_timeout(settings, deadline),
+        )
+        .await
         {
             print_error!("on_change {command:?} {failure}");
             report
@@ -652,6 +663,15 @@ async fn run_on_change(settings: &ClientSettings, report: &mut RunReport) {
                 .get_or_insert(format!("{command:?} {failure}"));
         }
     }
+}
+
+/// Returns the time a hook may take: its own limit, cut to what is left of the run, but
+/// at least a second, so a reload still gets a chance after a slow run.
+fn hook_timeout(settings: &ClientSettings, deadline: Instant) -> Duration {
+    let left = deadline
+        .saturating_duration_since(Instant::now())
+        .max(Duration::from_secs(1));
+    settings.hook_timeout.min(left)
 }
 
 /// Groups changed lineages by command, keeping first-seen order, so each runs once.
@@ -710,7 +730,7 @@ async fn rollback(settings: &ClientSettings) -> ExitStatus {
         };
         report.outcomes.push((lineage.name.clone(), outcome));
     }
-    run_on_change(settings, &mut report).await;
+    run_on_change(settings, &mut report, Instant::now() + settings.run_timeout).await;
     if std::io::stdout().is_terminal() {
         print!("{}", report.summary());
     }

@@ -64,6 +64,14 @@ pub struct ServerFile {
     pub max_body_bytes: Option<usize>,
     /// Connections served at once; connections beyond it get 503 with Retry-After.
     pub max_connections: Option<usize>,
+    /// Connections one IP address may hold open at once.
+    pub max_connections_per_ip: Option<usize>,
+    /// Requests served on one connection before the server closes it.
+    pub max_requests_per_connection: Option<usize>,
+    /// Requests a client certificate may send at once before the rate applies.
+    pub client_burst: Option<u32>,
+    /// Requests per second a client certificate may sustain.
+    pub client_requests_per_second: Option<f64>,
     /// Seconds sent in Retry-After when the server is saturated.
     pub retry_after_secs: Option<u64>,
     /// Certificate revocation lists for client certificates, PEM or DER.
@@ -89,6 +97,7 @@ pub struct ServerSettings {
     pub retry_after: Duration,
     pub policy: crate::policy::Policy,
     pub crls: Vec<PathBuf>,
+    pub limits: crate::server::LimitSettings,
 }
 
 /// Reads a TOML file: the explicit one, else the default one when it exists, else nothing.
@@ -155,6 +164,15 @@ impl ServerSettings {
                 file.idle_timeout_secs.unwrap_or(DEFAULT_IDLE_TIMEOUT_SECS),
             )?,
             max_body_bytes: file.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES),
+            limits: crate::server::LimitSettings {
+                max_connections_per_ip: file.max_connections_per_ip.unwrap_or(256).max(1),
+                max_requests_per_connection: file
+                    .max_requests_per_connection
+                    .unwrap_or(1000)
+                    .max(1),
+                client_burst: file.client_burst.unwrap_or(1000).max(1),
+                client_requests_per_second: file.client_requests_per_second.unwrap_or(50.0),
+            },
             crls: if args.crl.is_empty() {
                 file.crl.clone()
             } else {

@@ -29,6 +29,10 @@ pub const CERT_MODE: u32 = 0o644;
 pub const DIR_MODE: u32 = 0o755;
 
 const VERSION_PREFIX: &str = "set-";
+/// Highest version number; names with more digits are not acme-dl's.
+const MAX_VERSION: u64 = 999_999_999_999_999_999;
+/// Lock file inside a lineage's version store.
+const STORE_LOCK: &str = ".lock";
 const STAGING_PREFIX: &str = ".tmp-";
 
 /// A file of a set: its name in the lineage directory and its contents.
@@ -207,7 +211,14 @@ impl Layout {
             .flatten()
             .filter_map(|entry| {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                let number = name.strip_prefix(VERSION_PREFIX)?.parse().ok()?;
+                let digits = name.strip_prefix(VERSION_PREFIX)?;
+                if digits.is_empty()
+                    || digits.len() > 18
+                    || !digits.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return None;
+                }
+                let number = digits.parse().ok()?;
                 Some((number, entry.path()))
             })
             .collect();
@@ -240,28 +251,25 @@ pub fn install_set_with_faults(
 ) -> Result<Installed, InstallError> {
     let layout = Layout::new(dir)?;
     let mut step = |step: Step| fault(step).map_err(|Crash| crashed(step));
-    if !layout.parent.exists() {
-        DirBuilder::new()
-            .recursive(true)
-            .mode(DIR_MODE)
-            .create(&layout.parent)
-            .map_err(failed("creating directory", &layout.parent))?;
-        // The umask may have narrowed the mode; services must be able to traverse it.
-        set_mode(&layout.parent, DIR_MODE)?;
-    }
-    if !layout.store.exists() {
-        DirBuilder::new()
-            .mode(DIR_MODE)
-            .create(&layout.store)
-            .map_err(failed("creating directory", &layout.store))?;
-        set_mode(&layout.store, DIR_MODE)?;
-    }
+    create_dirs(&layout.store)?;
+    // Two runs that do not share a lock file must still not interleave on one lineage.
+    let _lock = lock_store(&layout)?;
     remove_leftovers(&layout);
 
     let previous = layout.current();
+    remove_unlinked_versions(&layout, previous.as_deref());
     let legacy = previous.is_none() && fs::symlink_metadata(&layout.dir).is_ok_and(|m| m.is_dir());
     let highest = layout.versions().last().map_or(0, |(number, _)| *number);
-    let number = highest + if legacy { 2 } else { 1 };
+    let number = highest
+        .checked_add(if legacy { 2 } else { 1 })
+        .filter(|number| *number <= MAX_VERSION)
+        .ok_or_else(|| InstallError {
+            action: "numbering a new version in",
+            path: layout.store.clone(),
+            error: io::Error::other(
+                "version numbers are exhausted; remove the old set-* directories",
+            ),
+        })?;
     let version = layout.store.join(format!("{VERSION_PREFIX}{number:04}"));
     let staging = layout
         .store
@@ -281,7 +289,9 @@ pub fn install_set_with_faults(
         }
         step(Step::WroteFile(index))?;
     }
-    if let Err(error) = carry_over(&inherited_from, &staging, files) {
+    // Relative links of a legacy directory point one level less deep than a version's.
+    let depth_fix = if legacy { "../" } else { "" };
+    if let Err(error) = carry_over(&inherited_from, &staging, files, depth_fix) {
         let _ = fs::remove_dir_all(&staging);
         return Err(error);
     }
@@ -305,7 +315,9 @@ pub fn install_set_with_faults(
         previous
     };
 
-    prune(&layout, &version, options.keep_previous);
+    // The replaced set stays whatever --keep says: a failed check command restores it.
+    let protected: Vec<&Path> = previous.iter().map(PathBuf::as_path).collect();
+    prune(&layout, &version, &protected, options.keep_previous);
     step(Step::Prune)?;
     Ok(Installed { version, previous })
 }
@@ -347,7 +359,16 @@ fn switch_link(
 /// Points the lineage path back at `previous`, or removes it when there was none.
 pub fn restore(dir: &Path, previous: Option<&Path>) -> Result<(), InstallError> {
     let layout = Layout::new(dir)?;
+    let _lock = lock_store(&layout)?;
     match previous {
+        Some(version) if !version.is_dir() => Err(InstallError {
+            action: "restoring",
+            path: version.to_owned(),
+            error: io::Error::new(
+                io::ErrorKind::NotFound,
+                "the previous set no longer exists; the new set stays installed",
+            ),
+        }),
         Some(version) => switch_link(&layout, version, &mut |_| Ok(())),
         None => {
             fs::remove_file(&layout.dir).map_err(failed("removing link", &layout.dir))?;
@@ -359,6 +380,7 @@ pub fn restore(dir: &Path, previous: Option<&Path>) -> Result<(), InstallError> 
 /// Switches a lineage back to the newest version older than the current one.
 pub fn rollback(dir: &Path) -> Result<PathBuf, InstallError> {
     let layout = Layout::new(dir)?;
+    let _lock = lock_store(&layout)?;
     let current = layout.current().ok_or_else(|| InstallError {
         action: "rolling back",
         path: layout.dir.clone(),
@@ -427,9 +449,15 @@ fn write_file(
     handle.sync_all().map_err(failed("flushing", &path))
 }
 
-/// Copies the files an operator keeps beside a set (a README, a dhparam.pem) from the
-/// previous version into the new one, so they stay at the lineage path.
-fn carry_over(previous: &Path, staging: &Path, files: &[NewFile]) -> Result<(), InstallError> {
+/// Copies the files an operator keeps beside a set (a README, a dhparam.pem, a folder)
+/// from the previous version into the new one, so they stay at the lineage path.
+/// `depth_fix` is prefixed to relative link targets when the new place is deeper.
+fn carry_over(
+    previous: &Path,
+    staging: &Path,
+    files: &[NewFile],
+    depth_fix: &str,
+) -> Result<(), InstallError> {
     let Ok(entries) = fs::read_dir(previous) else {
         return Ok(());
     };
@@ -439,22 +467,43 @@ fn carry_over(previous: &Path, staging: &Path, files: &[NewFile]) -> Result<(), 
         if name_text.starts_with('.') || files.iter().any(|file| file.name == name_text) {
             continue;
         }
-        let source = entry.path();
-        let target = staging.join(&name);
-        let Ok(metadata) = fs::symlink_metadata(&source) else {
-            continue;
-        };
-        if metadata.file_type().is_symlink() {
-            let link = fs::read_link(&source).map_err(failed("reading link", &source))?;
-            std::os::unix::fs::symlink(link, &target)
-                .map_err(failed("copying link to", &target))?;
-        } else if metadata.is_file() {
-            fs::copy(&source, &target).map_err(failed("copying to", &target))?;
-            let _ = std::os::unix::fs::chown(&target, Some(metadata.uid()), Some(metadata.gid()));
-            set_mode(&target, metadata.permissions().mode() & 0o7777)?;
-        }
+        copy_entry(&entry.path(), &staging.join(&name), depth_fix)?;
     }
     Ok(())
+}
+
+/// Copies a file, link or directory tree, keeping modes and owners.
+fn copy_entry(source: &Path, target: &Path, depth_fix: &str) -> Result<(), InstallError> {
+    let Ok(metadata) = fs::symlink_metadata(source) else {
+        return Ok(());
+    };
+    if metadata.file_type().is_symlink() {
+        let link = fs::read_link(source).map_err(failed("reading link", source))?;
+        let link = if link.is_relative() {
+            Path::new(depth_fix).join(link)
+        } else {
+            link
+        };
+        std::os::unix::fs::symlink(link, target).map_err(failed("copying link to", target))?;
+        return Ok(());
+    }
+    if metadata.is_dir() {
+        DirBuilder::new()
+            .create(target)
+            .map_err(failed("creating directory", target))?;
+        for entry in fs::read_dir(source)
+            .map_err(failed("reading", source))?
+            .flatten()
+        {
+            copy_entry(&entry.path(), &target.join(entry.file_name()), depth_fix)?;
+        }
+    } else if metadata.is_file() {
+        fs::copy(source, target).map_err(failed("copying to", target))?;
+    } else {
+        return Ok(());
+    }
+    let _ = std::os::unix::fs::chown(target, Some(metadata.uid()), Some(metadata.gid()));
+    set_mode(target, metadata.permissions().mode() & 0o7777)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<(), InstallError> {
@@ -470,7 +519,10 @@ fn sync_dir(dir: &Path) -> Result<(), InstallError> {
 
 /// Removes what an interrupted install of the lineage at `dir` left behind.
 pub fn clean_up(dir: &Path) {
-    if let Ok(layout) = Layout::new(dir) {
+    if let Ok(layout) = Layout::new(dir)
+        && layout.store.is_dir()
+        && let Ok(_lock) = lock_store(&layout)
+    {
         remove_leftovers(&layout);
     }
 }
@@ -488,7 +540,7 @@ fn remove_leftovers(layout: &Layout) {
     }
     let staging = layout.link_staging();
     match fs::symlink_metadata(&staging) {
-        Ok(metadata) if metadata.is_dir() => {
+        Ok(metadata) if metadata.is_dir() && contains_pem(&staging) => {
             // A crash after a directory exchange left the old directory here: keep it as
             // the oldest version rather than lose the operator's files.
             let number = layout
@@ -507,8 +559,16 @@ fn remove_leftovers(layout: &Layout) {
     }
 }
 
-/// Deletes versions beyond the current one and the `keep` newest others.
-fn prune(layout: &Layout, current: &Path, keep: usize) {
+fn contains_pem(dir: &Path) -> bool {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|entry| entry.file_name().to_string_lossy().ends_with(".pem"))
+}
+
+/// Deletes the oldest versions other than `current` beyond `keep`, never one of `protected`.
+fn prune(layout: &Layout, current: &Path, protected: &[&Path], keep: usize) {
     let others: Vec<PathBuf> = layout
         .versions()
         .into_iter()
@@ -516,9 +576,70 @@ fn prune(layout: &Layout, current: &Path, keep: usize) {
         .filter(|path| path != current)
         .collect();
     let excess = others.len().saturating_sub(keep);
-    for path in &others[..excess] {
-        let _ = fs::remove_dir_all(path);
+    for path in others.iter().take(excess) {
+        if !protected.contains(&path.as_path()) {
+            let _ = fs::remove_dir_all(path);
+        }
     }
+}
+
+/// Removes versions that the lineage path does not lead back to: those newer than the
+/// current one, left by a run killed between publishing and switching, or every one when
+/// there is no current version.
+fn remove_unlinked_versions(layout: &Layout, current: Option<&Path>) {
+    let versions = layout.versions();
+    let current_number = current.and_then(|current| {
+        versions
+            .iter()
+            .find(|(_, path)| path == current)
+            .map(|(number, _)| *number)
+    });
+    for (number, path) in &versions {
+        if current_number.is_none_or(|current| *number > current) {
+            let _ = fs::remove_dir_all(path);
+        }
+    }
+}
+
+/// Creates a directory and its missing parents, each with `DIR_MODE` whatever the umask,
+/// so services can traverse them.
+pub fn create_dirs(path: &Path) -> Result<(), InstallError> {
+    if path.as_os_str().is_empty() || path.exists() {
+        return Ok(());
+    }
+    if let Some(parent) = path.parent() {
+        create_dirs(parent)?;
+    }
+    match DirBuilder::new().mode(DIR_MODE).create(path) {
+        Ok(()) => set_mode(path, DIR_MODE),
+        Err(error) if error.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(InstallError {
+            action: "creating directory",
+            path: path.to_owned(),
+            error,
+        }),
+    }
+}
+
+/// Locks a lineage's version store for the time of one install, rollback or clean-up.
+fn lock_store(layout: &Layout) -> Result<File, InstallError> {
+    let path = layout.store.join(STORE_LOCK);
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .map_err(failed("opening lock", &path))?;
+    rustix::fs::flock(&file, rustix::fs::FlockOperation::LockExclusive).map_err(|errno| {
+        InstallError {
+            action: "locking",
+            path,
+            error: errno.into(),
+        }
+    })?;
+    Ok(file)
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 use super::*;
+use std::sync::Arc;
 
 const NAMES: [&str; 3] = ["fullchain.pem", "privkey.pem", "chain.pem"];
 
@@ -329,4 +330,126 @@ fn directories_are_traversable_under_a_closed_umask() {
         0o755
     );
     assert_eq!(mode(&dir), 0o755);
+}
+
+#[test]
+fn failed_checks_never_leave_a_dangling_link() {
+    for keep in [0, 1, 2] {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("example.com");
+        let options = InstallOptions {
+            keep_previous: keep,
+            ..InstallOptions::default()
+        };
+        install_set(&dir, &set("A"), &options).unwrap();
+        for round in 0..4 {
+            // Each run installs a set, its check fails, and the previous set comes back.
+            let installed = install_set(&dir, &set(&format!("B{round}")), &options).unwrap();
+            restore(&dir, installed.previous.as_deref()).unwrap();
+            assert_eq!(
+                read_set(&dir),
+                Ok("A".to_owned()),
+                "keep {keep}, round {round}"
+            );
+        }
+    }
+}
+
+#[test]
+fn restore_refuses_a_missing_version() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("example.com");
+    install_set(&dir, &set("A"), &InstallOptions::default()).unwrap();
+    let error = restore(&dir, Some(&root.path().join("gone"))).unwrap_err();
+    assert!(error.to_string().contains("no longer exists"), "{error}");
+    assert_eq!(read_set(&dir), Ok("A".to_owned()));
+}
+
+#[test]
+fn unlinked_versions_are_removed_before_installing() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("example.com");
+    install_set(&dir, &set("A"), &InstallOptions::default()).unwrap();
+    let crashed =
+        install_set_with_faults(&dir, &set("B"), &InstallOptions::default(), &mut |step| {
+            if step == Step::PublishVersion {
+                Err(Crash)
+            } else {
+                Ok(())
+            }
+        });
+    assert!(crashed.is_err());
+    install_set(&dir, &set("C"), &InstallOptions::default()).unwrap();
+    rollback(&dir).unwrap();
+    assert_eq!(
+        read_set(&dir),
+        Ok("A".to_owned()),
+        "rollback reached the unlinked set"
+    );
+}
+
+#[test]
+fn odd_version_names_are_ignored_or_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("example.com");
+    install_set(&dir, &set("A"), &InstallOptions::default()).unwrap();
+    let layout = Layout::new(&dir).unwrap();
+    fs::create_dir(layout.store.join("set-18446744073709551615")).unwrap();
+    fs::create_dir(layout.store.join("set-+7")).unwrap();
+    install_set(&dir, &set("B"), &InstallOptions::default()).unwrap();
+    assert_eq!(read_set(&dir), Ok("B".to_owned()));
+
+    fs::create_dir(layout.store.join("set-999999999999999999")).unwrap();
+    // The current version is lower, so the highest one counts as unlinked and goes away.
+    install_set(&dir, &set("C"), &InstallOptions::default()).unwrap();
+    assert_eq!(read_set(&dir), Ok("C".to_owned()));
+}
+
+#[test]
+fn concurrent_installs_leave_a_complete_set() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = Arc::new(root.path().join("example.com"));
+    install_set(&dir, &set("A"), &InstallOptions::default()).unwrap();
+    let workers: Vec<_> = ["B", "C"]
+        .into_iter()
+        .map(|tag| {
+            let dir = dir.clone();
+            std::thread::spawn(move || {
+                for _ in 0..20 {
+                    install_set(&dir, &set(tag), &InstallOptions::default()).unwrap();
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+    let tag = read_set(&dir).unwrap();
+    assert!(tag == "B" || tag == "C", "{tag}");
+}
+
+#[test]
+fn relative_links_of_a_legacy_directory_keep_working() {
+    let root = tempfile::tempdir().unwrap();
+    fs::create_dir(root.path().join("shared")).unwrap();
+    fs::write(root.path().join("shared/dhparam.pem"), "params").unwrap();
+    let dir = root.path().join("example.com");
+    fs::create_dir(&dir).unwrap();
+    std::os::unix::fs::symlink("../shared/dhparam.pem", dir.join("dhparam.pem")).unwrap();
+    fs::create_dir(dir.join("extra")).unwrap();
+    fs::write(dir.join("extra/notes.txt"), "notes").unwrap();
+    install_set(&dir, &set("A"), &InstallOptions::default()).unwrap();
+    assert_eq!(
+        fs::read_to_string(dir.join("dhparam.pem")).unwrap(),
+        "params"
+    );
+    assert_eq!(
+        fs::read_to_string(dir.join("extra/notes.txt")).unwrap(),
+        "notes"
+    );
+    install_set(&dir, &set("B"), &InstallOptions::default()).unwrap();
+    assert_eq!(
+        fs::read_to_string(dir.join("dhparam.pem")).unwrap(),
+        "params"
+    );
 }

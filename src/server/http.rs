@@ -56,6 +56,7 @@ pub(super) async fn handle(
     client: Arc<Identity>,
     peer: SocketAddr,
     saturated: bool,
+    request_number: usize,
 ) -> Result<HttpResponse, Infallible> {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -67,6 +68,12 @@ pub(super) async fn handle(
     };
     if saturated {
         return Ok(unavailable(&log, &shared));
+    }
+    if let Err(wait) = shared
+        .limits
+        .admit_request(&client.fingerprint, std::time::Instant::now())
+    {
+        return Ok(rate_limited(&log, &shared, wait));
     }
 
     let response = if path == CHECK_PATH {
@@ -84,6 +91,13 @@ pub(super) async fn handle(
     } else {
         log.reject(StatusCode::NOT_FOUND, "no such endpoint")
     };
+    let mut response = response;
+    if request_number >= shared.limits.settings.max_requests_per_connection {
+        // hyper closes the connection after a response that says so.
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
     Ok(response)
 }
 
@@ -503,6 +517,28 @@ fn unavailable(log: &RequestLog<'_>, shared: &Shared) -> HttpResponse {
         headers.insert(header::RETRY_AFTER, value);
     }
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
+/// Builds the 429 response for a client over its request rate; its log line is limited.
+fn rate_limited(log: &RequestLog<'_>, shared: &Shared, wait: std::time::Duration) -> HttpResponse {
+    if let Some(suppressed) = shared.overload_log.admit() {
+        warn!(
+            client = %log.client,
+            peer = %log.peer,
+            status = 429,
+            retry_after_secs = wait.as_secs(),
+            similar_lines_suppressed = suppressed,
+            "request rejected: client over its request rate"
+        );
+    }
+    let mut response = text_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too many requests from this client; retry after the delay in Retry-After",
+    );
+    if let Ok(value) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
     response
 }
 

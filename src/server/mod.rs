@@ -5,6 +5,7 @@
 
 mod http;
 mod idle;
+mod limits;
 mod throttle;
 
 use std::cell::RefCell;
@@ -29,6 +30,7 @@ use crate::store::Store;
 use crate::tls::{self, REJECTED_CLIENT_CERT};
 
 use idle::IdleTimeout;
+pub use limits::LimitSettings;
 
 /// How long in-flight requests may run after a stop signal before connections are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -87,6 +89,8 @@ struct Shared {
     retry_after: Duration,
     /// Limits the log lines of failed handshakes, which a scan produces by the thousand.
     handshake_log: throttle::Throttle,
+    /// Per-IP, per-connection and per-client limits.
+    limits: Arc<limits::Limits>,
     /// Time allowed to read a request body.
     body_timeout: Duration,
     /// Limits the log lines of connections closed or answered 503 under overload.
@@ -199,6 +203,7 @@ impl Server {
                 overload_log: throttle::Throttle::new(1),
                 handshake_log: throttle::Throttle::new(HANDSHAKE_LOG_LINES_PER_SECOND),
                 body_timeout: settings.header_timeout,
+                limits: Arc::new(limits::Limits::new(settings.limits)),
             }),
             settings,
         })
@@ -297,6 +302,17 @@ impl Server {
                 }
                 return;
             }
+            let Some(_ip_slot) = shared.limits.enter(peer.ip()) else {
+                if let Some(suppressed) = shared.overload_log.admit() {
+                    warn!(
+                        peer = %peer,
+                        limit = shared.limits.settings.max_connections_per_ip,
+                        similar_lines_suppressed = suppressed,
+                        "connection closed before the handshake: too many connections from this address"
+                    );
+                }
+                return;
+            };
             let saturated = active > shared.max_connections;
             let _ = stream.set_nodelay(true);
             let Some((tls_stream, client)) = handshake(
@@ -313,8 +329,17 @@ impl Server {
             debug!(peer = %peer, client = %client, fingerprint = %client.fingerprint, "connection accepted");
             let client_name = client.to_string();
             let client = Arc::new(client);
+            let served = Arc::new(AtomicUsize::new(0));
             let service = service_fn(move |request| {
-                http::handle(request, shared.clone(), client.clone(), peer, saturated)
+                let number = served.fetch_add(1, Ordering::Relaxed) + 1;
+                http::handle(
+                    request,
+                    shared.clone(),
+                    client.clone(),
+                    peer,
+                    saturated,
+                    number,
+                )
             });
             let io = TokioIo::new(IdleTimeout::new(tls_stream, idle_timeout));
             let connection = http1::Builder::new()
