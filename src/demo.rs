@@ -230,7 +230,7 @@ async fn demonstrate(root: &Path, keep: bool) -> Result<(), DemoError> {
 
 async fn sync(settings: &ClientSettings) -> Result<RunReport, DemoError> {
     let deadline = std::time::Instant::now() + settings.run_timeout;
-    let report = client::sync(settings, deadline)
+    let report = client::sync_and_run_hooks(settings, deadline)
         .await
         .map_err(|failure| DemoError {
             status: failure.exit_status(),

@@ -1252,3 +1252,90 @@ fn fifo_in_place_of_a_key_fails_quickly() {
     assert_eq!(output.status.code(), Some(6), "{}", describe(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("not a regular file"));
 }
+
+#[test]
+fn hooks_interrupted_by_a_kill_run_on_the_next_run() {
+    let deployment = Deployment::new(&["shop.example"]);
+    let (marker, hook) = marker_hook(deployment.dir.path());
+    let started = deployment.dir.path().join("check-started");
+    let slow_check = format!("touch {}; sleep 30", started.display());
+    let mut child = Command::new(support::harness::binary())
+        .arg("client")
+        .args(args(
+            &deployment,
+            &["--check", &slow_check, "--on-change", &hook],
+            &["shop.example"],
+        ))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !started.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(started.exists(), "the check never started");
+    child.kill().unwrap();
+    let _ = child.wait();
+    assert!(
+        !marker.exists(),
+        "on_change ran although the check was killed"
+    );
+
+    // The set is current now, but its hooks never finished: the next run runs them.
+    let output = run_client(&args(
+        &deployment,
+        &["--check", "true", "--on-change", &hook],
+        &["shop.example"],
+    ));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "shop.example\n");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("did not finish"));
+
+    // And only once.
+    let output = run_client(&args(
+        &deployment,
+        &["--on-change", &hook],
+        &["shop.example"],
+    ));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "shop.example\n");
+}
+
+#[test]
+fn a_missing_configured_file_fetches_the_set_again() {
+    let deployment = Deployment::new(&["shop.example"]);
+    let installed = deployment.dest.join("shop.example");
+    assert_eq!(
+        run_client(&args(&deployment, &[], &["shop.example"]))
+            .status
+            .code(),
+        Some(0)
+    );
+    let version = std::fs::canonicalize(&installed).unwrap();
+    std::fs::remove_file(version.join("cert.pem")).unwrap();
+    let output = run_client(&args(&deployment, &[], &["shop.example"]));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(installed.join("cert.pem").exists());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("configured file missing"));
+}
+
+#[test]
+fn untrusted_server_is_not_retried() {
+    let deployment = Deployment::new(&["shop.example"]);
+    let dir = tempfile::tempdir().unwrap();
+    let other = support::harness::Pki::new(dir.path(), "web412");
+    let mut identity = deployment.pki.client.clone();
+    identity.ca = other.server.ca.clone();
+    let mut client = deployment.client_args(&identity, &["shop.example"]);
+    client.extend(["--retries".to_owned(), "3".to_owned()]);
+    let started = std::time::Instant::now();
+    let output = run_client(&client);
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(!String::from_utf8_lossy(&output.stderr).contains("retrying"));
+}

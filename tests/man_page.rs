@@ -54,12 +54,13 @@ acme\-dl client \-\-server https://certs.example.net:8443 \e
 A cron line that spreads a fleet over 30 minutes:
 .PP
 .nf
-17 */6 * * * root acme\-dl client \-\-splay 30m \-\-on\-change "systemctl reload nginx"
+17 */6 * * * root /usr/local/bin/acme\-dl client \-\-splay 30m \-\-on\-change "systemctl reload nginx"
 .fi
 .PP
 A Makefile rule that reloads only when files changed:
 .PP
 .nf
+\&.PHONY: certs
 certs:
 	acme\-dl client \-\-exit\-code example.com; status=$$?; \e
 	if [ $$status \-eq 1 ]; then systemctl reload nginx; \e

@@ -320,6 +320,11 @@ fn tls_failure(server: &str, error: &std::io::Error) -> SyncError {
         Some(tls_error @ rustls::Error::AlertReceived(_)) => SyncError::Rejected {
             reason: format!("{server}: {}", tls::describe_client_side(tls_error)),
         },
+        // A server certificate that is not trusted stays so: retrying would not help.
+        Some(tls_error @ rustls::Error::InvalidCertificate(_)) => SyncError::Untrusted {
+            server: server.to_owned(),
+            reason: tls::describe_client_side(tls_error),
+        },
         Some(tls_error) => SyncError::Unreachable {
             server: server.to_owned(),
             reason: format!(

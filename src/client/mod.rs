@@ -46,6 +46,8 @@ pub enum SyncError {
     Config(String),
     /// No trustworthy connection to the server: refused, timed out, or its certificate failed.
     Unreachable { server: String, reason: String },
+    /// The server's certificate is not trusted or not valid for the URL's host.
+    Untrusted { server: String, reason: String },
     /// The server is saturated or restarting (503, 429); worth retrying later.
     Unavailable {
         reason: String,
@@ -64,9 +66,9 @@ impl SyncError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
             SyncError::Config(_) => ExitStatus::Config,
-            SyncError::Unreachable { .. } | SyncError::Unavailable { .. } => {
-                ExitStatus::Unreachable
-            }
+            SyncError::Unreachable { .. }
+            | SyncError::Untrusted { .. }
+            | SyncError::Unavailable { .. } => ExitStatus::Unreachable,
             SyncError::Rejected { .. } => ExitStatus::Rejected,
             SyncError::Verification(_) => ExitStatus::Verification,
             SyncError::Local(_) => ExitStatus::Install,
@@ -87,6 +89,9 @@ impl fmt::Display for SyncError {
         match self {
             SyncError::Config(reason) | SyncError::Local(reason) => f.write_str(reason),
             SyncError::Unreachable { server, reason } => write!(f, "server {server}: {reason}"),
+            SyncError::Untrusted { server, reason } => {
+                write!(f, "server {server}: TLS handshake failed: {reason}")
+            }
             SyncError::Unavailable { reason, .. } => write!(f, "server unavailable: {reason}"),
             SyncError::Rejected { reason } => write!(f, "rejected by the server: {reason}"),
             SyncError::Verification(failure) => {
@@ -236,7 +241,7 @@ pub async fn run(settings: ClientSettings) -> ExitStatus {
         }
     };
 
-    let mut report = match sync(&settings, deadline).await {
+    let report = match sync_and_run_hooks(&settings, deadline).await {
         Ok(report) => report,
         Err(failure) => {
             error!(error = %failure, "client run failed");
@@ -244,7 +249,6 @@ pub async fn run(settings: ClientSettings) -> ExitStatus {
             return failure.exit_status();
         }
     };
-    run_hooks(&settings, &mut report, deadline).await;
     let status = report.exit_status(settings.exit_code);
     info!(
         changed = report.changed(),
@@ -256,6 +260,16 @@ pub async fn run(settings: ClientSettings) -> ExitStatus {
         print!("{}", report.summary());
     }
     status
+}
+
+/// Synchronizes every lineage, then runs the hooks of those that changed.
+pub async fn sync_and_run_hooks(
+    settings: &ClientSettings,
+    deadline: Instant,
+) -> Result<RunReport, SyncError> {
+    let mut report = sync(settings, deadline).await?;
+    run_hooks(settings, &mut report, deadline).await;
+    Ok(report)
 }
 
 /// Synchronizes every lineage of the settings over one connection, without hooks.
@@ -384,7 +398,13 @@ async fn sync_lineage(
     // A run killed mid-install leaves a staging directory; a current lineage is never
     // installed again, so the cleaning happens here.
     tokio::task::block_in_place(|| install::clean_up(&lineage.dir));
-    let local = local_hashes(lineage)?;
+    let mut local = local_hashes(lineage)?;
+    if let Some(missing) = missing_output(lineage) {
+        // The lineage's table asks for a file the installed set lacks (a new `combined`,
+        // or a deleted cert.pem): a missing full chain makes the server send the set again.
+        info!(lineage = %name, file = %missing, "configured file missing; fetching the set again");
+        local.fullchain_hash = MISSING_FILE_HASH.to_owned();
+    }
     let request = CheckRequest {
         domain: name.to_string(),
         hashes: local,
@@ -399,6 +419,17 @@ async fn sync_lineage(
         })?;
     if !answer.update_required {
         info!(lineage = %name, outcome = "up-to-date", "check");
+        if let Some(version) = tokio::task::block_in_place(|| install::pending_hooks(&lineage.dir))
+        {
+            warn!(lineage = %name, "the hooks of an earlier run did not finish; running them now");
+            return Ok(LineageOutcome::Updated(Update {
+                dir: lineage.dir.clone(),
+                files: installed_files(lineage),
+                serial: installed_serial(lineage),
+                // A failing check keeps this set: there is no older one known to restore.
+                previous: Some(version),
+            }));
+        }
         return Ok(LineageOutcome::UpToDate);
     }
     info!(lineage = %name, outcome = "update-required", "check");
@@ -440,6 +471,7 @@ async fn sync_lineage(
     for path in &paths {
         info!(lineage = %name, path = %path.display(), "file installed");
     }
+    tokio::task::block_in_place(|| install::set_hooks_pending(&lineage.dir, true));
     info!(
         lineage = %name,
         dir = %lineage.dir.display(),
@@ -636,6 +668,20 @@ async fn run_hooks(settings: &ClientSettings, report: &mut RunReport, deadline: 
     }
 
     run_on_change(settings, report, deadline).await;
+
+    // The hooks had their run: a later run does not repeat them.
+    for (name, outcome) in &report.outcomes {
+        if matches!(
+            outcome,
+            LineageOutcome::Updated(_) | LineageOutcome::Restored { .. }
+        ) && let Some(lineage) = settings
+            .lineages
+            .iter()
+            .find(|lineage| &lineage.name == name)
+        {
+            install::set_hooks_pending(&lineage.dir, false);
+        }
+    }
 }
 
 /// Runs each on_change command of the updated lineages once, recording the first failure.
@@ -714,12 +760,11 @@ async fn rollback(settings: &ClientSettings) -> ExitStatus {
         let outcome = match install::rollback(&lineage.dir) {
             Ok(version) => {
                 info!(lineage = %lineage.name, version = %version.display(), "rolled back");
-                let files = rolled_back_files(lineage);
                 LineageOutcome::Updated(Update {
                     dir: lineage.dir.clone(),
-                    files,
-                    serial: "of the previous set".to_owned(),
-                    previous: None,
+                    files: installed_files(lineage),
+                    serial: installed_serial(lineage),
+                    previous: install::current_version(&lineage.dir),
                 })
             }
             Err(failure) => {
@@ -730,21 +775,52 @@ async fn rollback(settings: &ClientSettings) -> ExitStatus {
         };
         report.outcomes.push((lineage.name.clone(), outcome));
     }
-    run_on_change(settings, &mut report, Instant::now() + settings.run_timeout).await;
+    // The rolled-back set is checked and reloaded like a new one; a failing check keeps it.
+    run_hooks(settings, &mut report, Instant::now() + settings.run_timeout).await;
     if std::io::stdout().is_terminal() {
         print!("{}", report.summary());
     }
     report.exit_status(false)
 }
 
-fn rolled_back_files(lineage: &LineageSettings) -> Vec<PathBuf> {
-    let mut names = vec![&lineage.fullchain, &lineage.privkey, &lineage.chain];
-    names.extend(lineage.cert.iter().chain(lineage.combined.iter()));
-    names
+/// Returns the configured files of a lineage that exist at its path.
+fn installed_files(lineage: &LineageSettings) -> Vec<PathBuf> {
+    configured_names(lineage)
         .into_iter()
         .map(|name| lineage.dir.join(name))
         .filter(|path| Path::exists(path))
         .collect()
+}
+
+fn configured_names(lineage: &LineageSettings) -> Vec<&String> {
+    let mut names = vec![&lineage.fullchain, &lineage.privkey, &lineage.chain];
+    names.extend(lineage.cert.iter().chain(lineage.combined.iter()));
+    names.extend(lineage.pkcs12.iter().map(|(name, _)| name));
+    names
+}
+
+/// Returns the first configured file missing from a lineage that acme-dl installed.
+/// A directory left by another client is left alone until the next renewal, as the
+/// migration promises.
+fn missing_output(lineage: &LineageSettings) -> Option<String> {
+    install::current_version(&lineage.dir)?;
+    configured_names(lineage)
+        .into_iter()
+        .find(|name| !lineage.dir.join(name).exists())
+        .cloned()
+}
+
+/// Returns the serial of the installed leaf, for the summary.
+fn installed_serial(lineage: &LineageSettings) -> String {
+    let bytes = std::fs::read(lineage.dir.join(&lineage.fullchain)).unwrap_or_default();
+    crate::pem::parse(&bytes)
+        .ok()
+        .and_then(|blocks| blocks.into_iter().next())
+        .map(|block| {
+            crate::identity::Identity::from_der(&rustls::pki_types::CertificateDer::from(block.der))
+                .serial
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 #[cfg(test)]

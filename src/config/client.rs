@@ -99,9 +99,9 @@ pub struct LineageFile {
     /// File whose first line is the PKCS#12 password.
     pub pkcs12_password_file: Option<PathBuf>,
     /// Owner of the installed files, a name or a uid.
-    pub owner: Option<String>,
+    pub owner: Option<NameOrId>,
     /// Group of the installed files, a name or a gid.
-    pub group: Option<String>,
+    pub group: Option<NameOrId>,
     /// Mode of the key and combined files, octal, such as "0640".
     pub key_mode: Option<String>,
     /// Mode of certificate files, octal.
@@ -110,6 +110,23 @@ pub struct LineageFile {
     pub on_change: Option<String>,
     /// Command run before `on_change` when this lineage changed.
     pub check: Option<String>,
+}
+
+/// A user or group given by name (`"ssl-cert"`) or by number (`112` or `"112"`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum NameOrId {
+    Id(u32),
+    Name(String),
+}
+
+impl NameOrId {
+    fn text(&self) -> String {
+        match self {
+            NameOrId::Id(id) => id.to_string(),
+            NameOrId::Name(name) => name.clone(),
+        }
+    }
 }
 
 /// Commands run after a run that changed something.
@@ -314,17 +331,25 @@ fn lineage_settings(
     let ownership = Ownership {
         uid: table
             .owner
-            .as_deref()
-            .map(install::resolve_user)
+            .as_ref()
+            .map(|owner| install::resolve_user(&owner.text()))
             .transpose()
             .map_err(context)?,
         gid: table
             .group
-            .as_deref()
-            .map(install::resolve_group)
+            .as_ref()
+            .map(|group| install::resolve_group(&group.text()))
             .transpose()
             .map_err(context)?,
-        key_mode: parse_mode(table.key_mode.as_deref()).map_err(context)?,
+        key_mode: parse_mode(table.key_mode.as_deref())
+            .and_then(|mode| match mode {
+                Some(mode) if mode & 0o007 != 0 => Err(format!(
+                    "key_mode {mode:04o} lets every user read the private key; use 0600, or \
+                     0640 with a group"
+                )),
+                other => Ok(other),
+            })
+            .map_err(context)?,
         cert_mode: parse_mode(table.cert_mode.as_deref()).map_err(context)?,
     };
     let cert = match table.cert {
@@ -469,7 +494,7 @@ mod tests {
             lineages = ["a.example"]
             [lineage."mail.example"]
             dir = "/etc/postfix/tls"
-            group = "0"
+            group = 0
             key_mode = "0640"
             cert = ""
             combined = "haproxy.pem"
@@ -511,6 +536,7 @@ mod tests {
             ("chain = \"fullchain.pem\"", "used twice"),
             ("key_mode = \"0999\"", "invalid mode"),
             ("cert_mode = \"04755\"", "at most 0777"),
+            ("key_mode = \"0644\"", "every user"),
             ("group = \"no-such-group-acme-dl\"", "not found"),
         ] {
             let error = resolve_with(&format!("{base}{line}\n"), &[]).unwrap_err();

@@ -517,6 +517,35 @@ fn sync_dir(dir: &Path) -> Result<(), InstallError> {
         .map_err(failed("flushing directory", dir))
 }
 
+/// Marker in a version store: hooks for the current set have not finished.
+const HOOKS_PENDING: &str = "hooks-pending";
+
+/// Records whether the hooks for the lineage's current set still have to run, so a run
+/// killed between installing and reloading leaves the reload to the next run.
+pub fn set_hooks_pending(dir: &Path, pending: bool) {
+    let Ok(layout) = Layout::new(dir) else { return };
+    let marker = layout.store.join(HOOKS_PENDING);
+    if pending {
+        let _ = File::create(&marker).and_then(|file| file.sync_all());
+    } else {
+        let _ = fs::remove_file(&marker);
+    }
+}
+
+/// Returns the current version when its hooks have not finished.
+pub fn pending_hooks(dir: &Path) -> Option<PathBuf> {
+    let layout = Layout::new(dir).ok()?;
+    if !layout.store.join(HOOKS_PENDING).exists() {
+        return None;
+    }
+    layout.current()
+}
+
+/// Returns the version the lineage path links to now.
+pub fn current_version(dir: &Path) -> Option<PathBuf> {
+    Layout::new(dir).ok()?.current()
+}
+
 /// Removes what an interrupted install of the lineage at `dir` left behind.
 pub fn clean_up(dir: &Path) {
     if let Ok(layout) = Layout::new(dir)
