@@ -401,6 +401,31 @@ fn hostile_requests_are_rejected() {
             post_check(&check_body("example.com").replacen("000", "zzz", 1)),
             400,
         ),
+        ("double-encoded dots", get("/download/%252e%252e/privkey.pem"), 400),
+        ("overlong UTF-8 dot", get("/download/%c0%ae%c0%ae/privkey.pem"), 400),
+        ("encoded NUL", get("/download/example.com%00/privkey.pem"), 400),
+        ("backslash", get("/download/..\\..\\etc/privkey.pem"), 400),
+        ("encoded slash in file", get("/download/example.com/..%2fprivkey.pem"), 400),
+        ("huge URL", get(&format!("/download/{}/privkey.pem", "a".repeat(9000))), 431),
+        (
+            "deeply nested JSON",
+            post_check(&format!(
+                r#"{{"domain":"example.com","x":{}{}}}"#,
+                "[".repeat(5000),
+                "]".repeat(5000)
+            )),
+            400,
+        ),
+        (
+            "duplicate Content-Length",
+            b"POST /api/check HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{}".to_vec(),
+            400,
+        ),
+        (
+            "duplicate domain key",
+            post_check(&check_body("example.com").replacen("{\"domain\":\"example.com\"", "{\"domain\":\"example.com\",\"domain\":\"other.example\"", 1)),
+            400,
+        ),
     ];
     for (name, request, expected) in cases {
         let response = raw_request(setup.server.addr, Some(&setup.pki.client), &request)
