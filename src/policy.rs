@@ -3,7 +3,7 @@
 //! Rules map client identities (certificate common name, DNS or URI name, SHA-256
 //! fingerprint) to lineage names or globs, optionally without the private key. A client
 //! gets the widest access of the rules that match it; no match means no access. Whether
-//! the lineage exists is left to the store, and answering is left to the server.
+//! the lineage exists is left to the store, and the response is left to the server.
 
 use std::fmt;
 
@@ -29,7 +29,7 @@ fn default_true() -> bool {
     true
 }
 
-/// How a client identity is matched.
+/// Matcher of one client identity kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum ClientMatcher {
     CommonName(String),
@@ -146,7 +146,7 @@ struct Rule {
     private_keys: bool,
 }
 
-/// What a client may do with a lineage.
+/// Access a client has to a lineage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Access {
     Denied,
@@ -170,8 +170,8 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// Builds the policy from `[[access]]` tables. Without rules the server must be told
-    /// explicitly that every client of the CA may fetch everything.
+    /// Builds the policy from `[[access]]` tables. Without rules, the configuration must
+    /// state explicitly that every client of the CA may fetch everything.
     pub fn new(rules: &[RuleFile], allow_all: bool) -> Result<Policy, String> {
         if rules.is_empty() && !allow_all {
             return Err(

@@ -223,7 +223,7 @@ const CERTIFICATE_WARNING_DAYS: i64 = 30;
 const CRL_WARNING_DAYS: i64 = 2;
 
 /// Returns a warning for each server certificate, CA certificate or revocation list that
-/// runs out soon or already has; files that cannot be read are left to the loaders.
+/// runs out soon or already has. Files that cannot be read are left to the loaders.
 pub fn expiry_warnings(
     files: &TlsFiles,
     crls: &[PathBuf],

@@ -1,6 +1,6 @@
-//! Revocation and reload: a client certificate revoked through a CRL and a SIGHUP is
-//! rejected on fresh and resumed connections, while other clients, even on connections
-//! opened before the reload, keep being served; a broken reload keeps the old setup.
+//! Revocation and reload. A client certificate revoked through a CRL and a SIGHUP is
+//! rejected on fresh and resumed connections, while other clients keep being served, even
+//! on connections opened before the reload. A broken reload keeps the old setup.
 
 mod support;
 
@@ -14,8 +14,8 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use support::harness::{Deployment, Identity, describe, run_client};
 
-/// A client configuration whose session cache survives between connections, so a second
-/// connection tries to resume the first one's TLS session.
+/// Builds a client configuration whose session cache survives between connections, so a
+/// second connection tries to resume the first one's TLS session.
 fn resuming_config(identity: &Identity) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();

@@ -109,7 +109,7 @@ pub async fn run(
     result
 }
 
-/// Longest output line logged; the rest of a longer line is cut.
+/// Maximum length of a logged output line, in bytes; the rest of a longer line is cut.
 const MAX_LINE_BYTES: usize = 4096;
 
 /// Logs a command's output line by line. Reading goes on to the end whatever the bytes
@@ -197,7 +197,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn binary_and_long_output_does_not_kill_the_command() {
+    async fn odd_output_keeps_command_alive() {
         let command =
             "printf '\\377\\376\\n'; head -c 100000 /dev/zero | tr '\\0' x; echo; seq 1 20000";
         run("check", command, &context(), Duration::from_secs(20))

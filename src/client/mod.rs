@@ -400,8 +400,8 @@ async fn sync_lineage(
     tokio::task::block_in_place(|| install::clean_up(&lineage.dir));
     let mut local = local_hashes(lineage)?;
     if let Some(missing) = missing_output(lineage) {
-        // The lineage's table asks for a file the installed set lacks (a new `combined`,
-        // or a deleted cert.pem): a missing full chain makes the server send the set again.
+        // The lineage's table names a file the installed set lacks (a new `combined`, or
+        // a deleted cert.pem). A missing full chain makes the server send the set again.
         info!(lineage = %name, file = %missing, "configured file missing; fetching the set again");
         local.fullchain_hash = MISSING_FILE_HASH.to_owned();
     }

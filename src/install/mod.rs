@@ -315,7 +315,7 @@ pub fn install_set_with_faults(
         previous
     };
 
-    // The replaced set stays whatever --keep says: a failed check command restores it.
+    // The replaced set stays whatever --keep is, because a failed check command restores it.
     let protected: Vec<&Path> = previous.iter().map(PathBuf::as_path).collect();
     prune(&layout, &version, &protected, options.keep_previous);
     step(Step::Prune)?;

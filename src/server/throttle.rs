@@ -20,7 +20,7 @@ impl Throttle {
     }
 
     /// Returns `Some(n)` when a line may be logged now, `n` being how many were held back
-    /// before it; returns `None` when this line should be dropped.
+    /// before it. Returns `None` when this line should be dropped.
     pub fn admit(&self) -> Option<u64> {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)

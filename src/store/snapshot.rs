@@ -38,7 +38,7 @@ impl Snapshot {
     }
 }
 
-/// What `current` found.
+/// State of a lineage on disk, as `current` found it.
 #[derive(Debug)]
 pub enum Current {
     /// The files on disk are consistent; this is them.
@@ -98,7 +98,7 @@ impl SnapshotCache {
         );
         match consistency {
             Ok(()) => {}
-            // A file that is not PEM or holds no usable key is broken, not half renewed.
+            // A file that is not PEM or contains no usable key is broken, not half renewed.
             Err(failure) if matches!(failure.check, Check::Pem | Check::PrivateKey) => {
                 return Err(StoreError::Unusable {
                     lineage: lineage.clone(),
@@ -260,7 +260,7 @@ mod tests {
     }
 
     #[test]
-    fn broken_file_is_an_error_not_a_stale_set() {
+    fn broken_file_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let issuer = Authority::new_root("snapshot test CA", 30).unwrap();
         write_version(dir.path(), &issuer, 1);
