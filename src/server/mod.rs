@@ -82,6 +82,8 @@ struct Shared {
     /// reload. A new acceptor has a new session cache, so no session made before a
     /// revocation can be resumed after it.
     acceptor: RwLock<TlsAcceptor>,
+    /// The settings last applied, whose files the daily expiry check reads.
+    settings: RwLock<ServerSettings>,
     max_body_bytes: usize,
     /// Connections open now, handshakes included.
     active: AtomicUsize,
@@ -140,6 +142,11 @@ impl Reloader {
             .policy
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(settings.policy.clone());
+        *self
+            .0
+            .settings
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = settings.clone();
         info!(
             cert = %settings.tls.cert.display(),
             ca = %settings.tls.ca.display(),
@@ -193,6 +200,7 @@ impl Server {
             listener,
             shared: Arc::new(Shared {
                 acceptor: RwLock::new(TlsAcceptor::from(tls_config)),
+                settings: RwLock::new(settings.clone()),
                 store,
                 snapshots: crate::store::SnapshotCache::default(),
                 policy: RwLock::new(Arc::new(settings.policy.clone())),
@@ -554,14 +562,18 @@ pub async fn run(
             }
         }
     });
-    // NOTE: the daily check uses the settings of the start, not those of a later reload.
-    let daily_settings = server.settings.clone();
+    let daily = server.shared.clone();
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(Duration::from_secs(86_400));
         interval.tick().await;
         loop {
             interval.tick().await;
-            warn_expiring(&daily_settings);
+            let settings = daily
+                .settings
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .clone();
+            warn_expiring(&settings);
         }
     });
 
