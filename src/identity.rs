@@ -44,12 +44,13 @@ impl Identity {
         };
         identity.subject = cert.subject().to_string();
         identity.serial = cert.raw_serial_as_string().replace(':', "");
-        identity.common_name = cert
-            .subject()
-            .iter_common_name()
-            .next()
-            .and_then(|cn| cn.as_str().ok())
-            .map(str::to_owned);
+        // With several common names, programs disagree on which one counts (the first or
+        // the last), so such a certificate has none for matching and naming.
+        let mut names = cert.subject().iter_common_name();
+        identity.common_name = match (names.next(), names.next()) {
+            (Some(only), None) => only.as_str().ok().map(str::to_owned),
+            _ => None,
+        };
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
                 match name {

@@ -143,14 +143,12 @@ fn root_store(ca: &Path) -> Result<RootCertStore, TlsSetupError> {
 }
 
 /// Builds the server's configuration: TLS 1.2 and 1.3, client certificate required.
-pub fn server_config(
-    files: &TlsFiles,
-    crls: &[PathBuf],
-) -> Result<Arc<ServerConfig>, TlsSetupError> {
+pub fn server_config(files: &TlsFiles, crls: &[PathBuf]) -> Result<ServerTls, TlsSetupError> {
     let provider = provider();
     let roots = Arc::new(root_store(&files.ca)?);
     let mut builder = WebPkiClientVerifier::builder_with_provider(roots, provider.clone());
     let revocation_lists = load_crls(crls)?;
+    check_crl_issuers(&files.ca, crls, &revocation_lists)?;
     if !revocation_lists.is_empty() {
         // Only the client's own certificate is checked, and a certificate from an issuer
         // that no list covers is accepted: the lists are the operator's, for the fleet CA.
@@ -169,7 +167,9 @@ pub fn server_config(
         .map_err(|error| TlsSetupError::Config {
             reason: error.to_string(),
         })?
-        .with_client_cert_verifier(Arc::new(RecordingVerifier { inner: webpki }))
+        .with_client_cert_verifier(Arc::new(RecordingVerifier {
+            inner: webpki.clone(),
+        }))
         .with_single_cert(chain, key)
         .map_err(|error| TlsSetupError::Config {
             reason: format!(
@@ -180,7 +180,79 @@ pub fn server_config(
             ),
         })?;
     config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
-    Ok(Arc::new(config))
+    Ok(ServerTls {
+        config: Arc::new(config),
+        verifier: webpki,
+    })
+}
+
+/// The server's TLS configuration and the verifier inside it, kept to check established
+/// connections again after a reload and to explain a certificate.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub config: Arc<ServerConfig>,
+    pub verifier: Arc<dyn ClientCertVerifier>,
+}
+
+impl ServerTls {
+    /// Verifies a client chain as the handshake does: CA bundle, revocation lists,
+    /// clientAuth usage and validity at `now`.
+    pub fn verify_client(
+        &self,
+        chain: &[CertificateDer<'static>],
+        now: UnixTime,
+    ) -> Result<(), String> {
+        let Some((leaf, intermediates)) = chain.split_first() else {
+            return Err("no certificate".to_owned());
+        };
+        self.verifier
+            .verify_client_cert(leaf, intermediates, now)
+            .map(|_| ())
+            .map_err(|error| describe_server_side(&error))
+    }
+}
+
+/// Refuses revocation lists whose issuer is not a CA of the bundle: such a list would
+/// revoke nothing, and revocation would look in force while it is not.
+fn check_crl_issuers(
+    ca: &Path,
+    paths: &[PathBuf],
+    lists: &[CertificateRevocationListDer<'_>],
+) -> Result<(), TlsSetupError> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let subjects: Vec<Vec<u8>> = load_certs("CA bundle", ca)?
+        .iter()
+        .filter_map(|der| {
+            X509Certificate::from_der(der.as_ref())
+                .ok()
+                .map(|(_, cert)| cert.subject().as_raw().to_vec())
+        })
+        .collect();
+    for list in lists {
+        let Ok((_, crl)) = CertificateRevocationList::from_der(list.as_ref()) else {
+            continue;
+        };
+        if !subjects
+            .iter()
+            .any(|subject| subject == crl.issuer().as_raw())
+        {
+            let files: Vec<String> = paths
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect();
+            return Err(TlsSetupError::Config {
+                reason: format!(
+                    "revocation list issued by {} in {} matches no CA of {}; it would revoke \
+                     nothing, so give the list of the fleet's CA",
+                    crl.issuer(),
+                    files.join(", "),
+                    ca.display()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Builds the client's configuration: trusts only the CA bundle, presents its certificate.

@@ -127,6 +127,9 @@ fn certificate_only_client_gets_no_key() {
     )
     .unwrap();
     assert_eq!(check.status, 200);
+    // The key's hash is not disclosed: the answer echoes the client's own (all zeros).
+    let answer: serde_json::Value = serde_json::from_slice(&check.body).unwrap();
+    assert_eq!(answer["server_hashes"]["privkey_hash"], "0".repeat(64));
     deployment.server.wait_for_log(&[
         "access denied",
         "client=edge-lb",
@@ -270,4 +273,128 @@ fn check_config_explains_a_client() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("access rule 1"));
+}
+
+#[test]
+fn several_common_names_match_no_cn_rule() {
+    if support::require_program("openssl").is_none() {
+        return;
+    }
+    let deployment = with_policy(&["example.com"]);
+    let dir = deployment.dir.path();
+    // The CA key is not on disk, so the ambiguous certificate comes from a CA of its own
+    // that the server is told to trust too.
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ca2.key",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ca2.key",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=Second CA",
+        "-out",
+        "ca2.crt",
+    ]);
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "two.key",
+    ]);
+    run(&[
+        "req",
+        "-new",
+        "-key",
+        "two.key",
+        "-subj",
+        "/CN=web412/CN=nobody",
+        "-out",
+        "two.csr",
+    ]);
+    std::fs::write(dir.join("two.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "two.csr",
+        "-CA",
+        "ca2.crt",
+        "-CAkey",
+        "ca2.key",
+        "-CAcreateserial",
+        "-days",
+        "30",
+        "-extfile",
+        "two.ext",
+        "-out",
+        "two.crt",
+    ]);
+    let bundle = dir.join("bundle.crt");
+    let mut both = std::fs::read(&deployment.pki.server.ca).unwrap();
+    both.extend(std::fs::read(dir.join("ca2.crt")).unwrap());
+    std::fs::write(&bundle, both).unwrap();
+
+    let config = dir.join("policy.toml");
+    std::fs::write(&config, POLICY).unwrap();
+    let mut args: Vec<String> = ["--no-syslog", "--listen", "127.0.0.1:0", "--config"]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+    args.push(config.display().to_string());
+    args.extend([
+        "--certbot-dir".to_owned(),
+        deployment.certbot.display().to_string(),
+    ]);
+    args.extend([
+        "--cert".to_owned(),
+        deployment.pki.server.cert.display().to_string(),
+    ]);
+    args.extend([
+        "--key".to_owned(),
+        deployment.pki.server.key.display().to_string(),
+    ]);
+    args.extend(["--ca".to_owned(), bundle.display().to_string()]);
+    let server = support::harness::ServerProcess::start(&args);
+    let ambiguous = support::harness::Identity {
+        cert: dir.join("two.crt"),
+        key: dir.join("two.key"),
+        ca: deployment.pki.server.ca.clone(),
+    };
+    let response = raw_request(
+        server.addr,
+        Some(&ambiguous),
+        &get("/download/example.com/privkey.pem"),
+    )
+    .unwrap();
+    assert_eq!(
+        response.status, 404,
+        "a certificate with two common names matched cn:web412"
+    );
+    server.wait_for_log(&["access denied", "lineage=example.com"]);
 }

@@ -130,6 +130,8 @@ fn revoked_client_is_rejected_after_reload() {
         Some(rustls::HandshakeKind::Resumed)
     );
     drop(second);
+    let mut held = connect(deployment.server.addr, &revoked_config);
+    assert_eq!(get(&mut held, "/download/example.com/chain.pem"), Ok(200));
     let mut established = connect(deployment.server.addr, &other_config);
     assert_eq!(
         get(&mut established, "/download/example.com/chain.pem"),
@@ -150,6 +152,17 @@ fn revoked_client_is_rejected_after_reload() {
     deployment
         .server
         .wait_for_log(&["configuration reloaded", "crls=1"]);
+
+    // A connection the revoked client opened before is closed at its next request.
+    let after = get(&mut held, "/download/example.com/privkey.pem");
+    assert!(
+        after == Ok(403) || after.is_err(),
+        "revoked client kept its connection: {after:?}"
+    );
+    deployment.server.wait_for_log(&[
+        "client certificate no longer accepted after a reload",
+        "certificate revoked",
+    ]);
 
     // Fresh and resumed connections of the revoked client fail in the handshake.
     let mut resumed = connect(deployment.server.addr, &revoked_config);
@@ -257,4 +270,74 @@ fn expiring_certificates_and_lists_are_warned_about() {
     deployment
         .server
         .wait_for_log(&["warning", "revocation list of", "days left"]);
+}
+
+#[test]
+fn list_from_another_ca_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::harness::Pki::new(&dir.path().join("fleet"), "web412");
+    let other = support::harness::Pki::new(&dir.path().join("other"), "web412");
+    let crl = dir.path().join("other.crl");
+    std::fs::write(&crl, other.authority.revocation_list(&[], 1, 7).unwrap()).unwrap();
+    let certbot = dir.path().join("letsencrypt");
+    std::fs::create_dir_all(certbot.join("live")).unwrap();
+    let output = std::process::Command::new(support::harness::binary())
+        .args([
+            "server",
+            "--no-syslog",
+            "--config",
+            "/dev/null",
+            "--allow-all-clients",
+            "--check-config",
+            "--certbot-dir",
+        ])
+        .arg(&certbot)
+        .args(pki.server.args())
+        .arg("--crl")
+        .arg(&crl)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("matches no CA"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn explain_reports_a_revoked_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = support::harness::Pki::new(&dir.path().join("fleet"), "web412");
+    let (_, serial) = serial_bytes(&pki.client);
+    let crl = dir.path().join("fleet.crl");
+    std::fs::write(
+        &crl,
+        pki.authority.revocation_list(&[serial], 1, 7).unwrap(),
+    )
+    .unwrap();
+    let certbot = dir.path().join("letsencrypt");
+    support::harness::write_lineage(&certbot, &pki.authority, "example.com", 1);
+    let output = std::process::Command::new(support::harness::binary())
+        .args([
+            "server",
+            "--no-syslog",
+            "--config",
+            "/dev/null",
+            "--allow-all-clients",
+            "--check-config",
+            "--certbot-dir",
+        ])
+        .arg(&certbot)
+        .args(pki.server.args())
+        .arg("--crl")
+        .arg(&crl)
+        .arg("--explain")
+        .arg(&pki.client.cert)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("rejected in the handshake"), "{stdout}");
+    assert!(stdout.contains("revoked"), "{stdout}");
 }

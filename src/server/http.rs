@@ -54,6 +54,7 @@ pub(super) async fn handle(
     request: Request<Incoming>,
     shared: Arc<Shared>,
     client: Arc<Identity>,
+    peer_state: Arc<super::Peer>,
     peer: SocketAddr,
     saturated: bool,
     request_number: usize,
@@ -68,6 +69,25 @@ pub(super) async fn handle(
     };
     if saturated {
         return Ok(unavailable(&log, &shared));
+    }
+    if let Err(reason) = shared.still_accepted(&peer_state) {
+        // A reload revoked or distrusted this certificate: the connection ends here.
+        warn!(
+            client = %client,
+            fingerprint = %client.short_fingerprint(),
+            serial = %client.serial,
+            peer = %peer,
+            reason = %reason,
+            "connection closed: client certificate no longer accepted after a reload"
+        );
+        let mut response = text_response(
+            StatusCode::FORBIDDEN,
+            "client certificate no longer accepted",
+        );
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Ok(response);
     }
     if let Err(wait) = shared
         .limits
@@ -174,9 +194,16 @@ async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>
         Ok(snapshot) => snapshot,
         Err(response) => return *response,
     };
-    let answer = CheckResponse::compare(&check.hashes, &snapshot.hashes);
+    let mut announced = snapshot.hashes.clone();
+    if decision.access == Access::CertificatesOnly {
+        // The key's hash would tell which lineages share a key and confirm a guessed one;
+        // echoing the client's own value keeps it out of the comparison.
+        announced.privkey_hash = check.hashes.privkey_hash.clone();
+    }
+    let answer = CheckResponse::compare(&check.hashes, &announced);
     info!(
         client = %log.client,
+        fingerprint = %log.client.short_fingerprint(),
         peer = %log.peer,
         lineage = %lineage,
         outcome = if answer.update_required { "update-required" } else { "up-to-date" },
@@ -281,6 +308,8 @@ fn download(
     let response = file_response(request, stored.bytes.clone(), stored.modified);
     info!(
         client = %log.client,
+        fingerprint = %log.client.short_fingerprint(),
+        serial = %log.client.serial,
         peer = %log.peer,
         lineage = %lineage,
         file = file.file_name(),

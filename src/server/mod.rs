@@ -11,7 +11,7 @@ mod throttle;
 use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -82,6 +82,9 @@ struct Shared {
     /// reload. A new acceptor has a new session cache, so no session made before a
     /// revocation can be resumed after it.
     acceptor: RwLock<TlsAcceptor>,
+    /// The TLS configuration with its generation, raised by every reload; connections
+    /// verified under an older generation are verified again before their next request.
+    tls: RwLock<(u64, tls::ServerTls)>,
     /// The settings last applied, whose files the daily expiry check reads.
     settings: RwLock<ServerSettings>,
     max_body_bytes: usize,
@@ -107,7 +110,31 @@ impl std::fmt::Debug for Shared {
     }
 }
 
+/// What a connection's client proved in its handshake, verified again after a reload.
+#[derive(Debug)]
+struct Peer {
+    chain: Vec<rustls::pki_types::CertificateDer<'static>>,
+    verified_generation: AtomicU64,
+}
+
 impl Shared {
+    /// Returns an error when the connection's certificate is no longer accepted, for
+    /// example because a reload brought a revocation list that names it.
+    fn still_accepted(&self, peer: &Peer) -> Result<(), String> {
+        let (generation, tls) = self
+            .tls
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if peer.verified_generation.load(Ordering::Relaxed) == generation {
+            return Ok(());
+        }
+        tls.verify_client(&peer.chain, rustls::pki_types::UnixTime::now())?;
+        peer.verified_generation
+            .store(generation, Ordering::Relaxed);
+        Ok(())
+    }
+
     fn policy(&self) -> Arc<crate::policy::Policy> {
         self.policy
             .read()
@@ -136,7 +163,16 @@ impl Reloader {
             .0
             .acceptor
             .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = TlsAcceptor::from(tls_config);
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) =
+            TlsAcceptor::from(tls_config.config.clone());
+        {
+            let mut current = self
+                .0
+                .tls
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            *current = (current.0 + 1, tls_config);
+        }
         *self
             .0
             .policy
@@ -199,7 +235,8 @@ impl Server {
         Ok(Server {
             listener,
             shared: Arc::new(Shared {
-                acceptor: RwLock::new(TlsAcceptor::from(tls_config)),
+                acceptor: RwLock::new(TlsAcceptor::from(tls_config.config.clone())),
+                tls: RwLock::new((0, tls_config)),
                 settings: RwLock::new(settings.clone()),
                 store,
                 snapshots: crate::store::SnapshotCache::default(),
@@ -290,6 +327,14 @@ impl Server {
         peer: SocketAddr,
         stop: watch::Receiver<bool>,
     ) -> impl Future<Output = ()> + Send + 'static {
+        // The generation is read first: a reload in between makes it older than the
+        // acceptor, which costs one needless verification, never a missed one.
+        let generation = self
+            .shared
+            .tls
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0;
         let acceptor = self.shared.acceptor();
         let shared = self.shared.clone();
         let header_timeout = self.settings.header_timeout;
@@ -337,6 +382,16 @@ impl Server {
             debug!(peer = %peer, client = %client, fingerprint = %client.fingerprint, "connection accepted");
             let client_name = client.to_string();
             let client = Arc::new(client);
+            let chain = tls_stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|certs| certs.iter().map(|cert| cert.clone().into_owned()).collect())
+                .unwrap_or_default();
+            let peer_state = Arc::new(Peer {
+                chain,
+                verified_generation: AtomicU64::new(generation),
+            });
             let served = Arc::new(AtomicUsize::new(0));
             let service = service_fn(move |request| {
                 let number = served.fetch_add(1, Ordering::Relaxed) + 1;
@@ -344,6 +399,7 @@ impl Server {
                     request,
                     shared.clone(),
                     client.clone(),
+                    peer_state.clone(),
                     peer,
                     saturated,
                     number,
@@ -491,7 +547,7 @@ pub fn check_config(
     explain: Option<&std::path::Path>,
 ) -> Result<String, ServerError> {
     use std::fmt::Write as _;
-    tls::server_config(&settings.tls, &settings.crls).map_err(ServerError::Tls)?;
+    let server_tls = tls::server_config(&settings.tls, &settings.crls).map_err(ServerError::Tls)?;
     let store = Store::open(&settings.certbot_dir).map_err(ServerError::Store)?;
     let lineages = store.lineages();
     let mut text = String::new();
@@ -519,6 +575,11 @@ pub fn check_config(
         "\nclient {identity}: subject {:?}, DNS names {:?}, URIs {:?}, sha256:{}",
         identity.subject, identity.dns_names, identity.uris, identity.fingerprint
     );
+    if let Err(reason) = server_tls.verify_client(&certificates, rustls::pki_types::UnixTime::now())
+    {
+        let _ = writeln!(text, "  rejected in the handshake, so nothing: {reason}");
+        return Ok(text);
+    }
     for lineage in &lineages {
         let decision = settings.policy.decide(&identity, lineage);
         let access = match decision.access {
