@@ -285,16 +285,7 @@ fn several_common_names_match_no_cn_rule() {
     // The CA key is not on disk, so the ambiguous certificate comes from a CA of its own
     // that the server is told to trust too.
     let run = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        support::harness::openssl(dir, args);
     };
     run(&[
         "ecparam",

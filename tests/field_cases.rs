@@ -133,7 +133,7 @@ fn server_never_offers_a_mixed_set() {
             .server
             .wait_for_log(&["lineage=shop.example", "serving its last consistent set"]);
 
-        // A server that never saw a consistent set answers 503 until there is one.
+        // A server that never saw a consistent set responds 503 until there is one.
         let mut client = args(&deployment, &["--retries", "0"], &["shop.example"]);
         let restarted = restart_on(&deployment);
         let server_index = client.iter().position(|arg| arg == "--server").unwrap() + 1;
@@ -323,16 +323,7 @@ fn serve_files(config: Arc<rustls::ServerConfig>, files: &[(&str, Vec<u8>)]) -> 
 fn openssl_lineage(store: &Path, lineage: &str, number: u32, key_type: &str) {
     let ca = store.join("openssl-ca");
     let run = |dir: &Path, args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        support::harness::openssl(dir, args);
     };
     if !ca.join("ca.crt").exists() {
         std::fs::create_dir_all(&ca).unwrap();
@@ -693,19 +684,7 @@ fn every_key_format_matches_and_mismatches() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    let openssl = |args: &[&str]| {
-        let output = Command::new("openssl")
-            .args(args)
-            .current_dir(dir.path())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-        output.stdout
-    };
+    let openssl = |args: &[&str]| support::harness::openssl(dir.path(), args);
     openssl(&[
         "ecparam",
         "-name",
@@ -1254,7 +1233,7 @@ fn fifo_in_place_of_a_key_fails_quickly() {
 }
 
 #[test]
-fn hooks_interrupted_by_a_kill_run_on_the_next_run() {
+fn killed_hooks_run_next_time() {
     let deployment = Deployment::new(&["shop.example"]);
     let (marker, hook) = marker_hook(deployment.dir.path());
     let started = deployment.dir.path().join("check-started");
@@ -1303,7 +1282,7 @@ fn hooks_interrupted_by_a_kill_run_on_the_next_run() {
 }
 
 #[test]
-fn a_missing_configured_file_fetches_the_set_again() {
+fn missing_output_refetches_set() {
     let deployment = Deployment::new(&["shop.example"]);
     let installed = deployment.dest.join("shop.example");
     assert_eq!(
