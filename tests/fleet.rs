@@ -12,12 +12,10 @@ use std::fs::File;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use acme_dl::pki::Authority;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use support::harness::{Identity, Pki, ServerProcess, binary, raw_request, write_lineage};
 use tempfile::TempDir;
 
@@ -243,24 +241,9 @@ fn open_idle_connection(
     addr: SocketAddr,
     identity: &Identity,
 ) -> rustls::StreamOwned<rustls::ClientConnection, TcpStream> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&identity.ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let chain: Vec<_> = CertificateDer::pem_file_iter(&identity.cert)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(&identity.key).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
+    let config = support::harness::client_tls_config(identity);
     let name = ServerName::try_from("localhost").unwrap();
-    let mut connection = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut connection = rustls::ClientConnection::new(config, name).unwrap();
     let mut tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     while connection.is_handshaking() {

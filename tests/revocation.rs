@@ -11,30 +11,8 @@ use std::sync::Arc;
 use acme_dl::identity::Identity as PeerIdentity;
 use acme_dl::pki::{LeafSpec, Usage};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::{CertificateDer, ServerName};
 use support::harness::{Deployment, Identity, describe, run_client};
-
-/// Builds a client configuration whose session cache survives between connections, so a
-/// second connection tries to resume the first one's TLS session.
-fn resuming_config(identity: &Identity) -> Arc<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&identity.ca).unwrap() {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let chain: Vec<_> = CertificateDer::pem_file_iter(&identity.cert)
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
-    let key = PrivateKeyDer::from_pem_file(&identity.key).unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_client_auth_cert(chain, key)
-        .unwrap();
-    Arc::new(config)
-}
 
 type Stream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
 
@@ -115,8 +93,8 @@ fn revoked_client_is_rejected_after_reload() {
     let other = deployment
         .pki
         .issue("web413", &LeafSpec::new("web413", Usage::Client, 30));
-    let revoked_config = resuming_config(&revoked);
-    let other_config = resuming_config(&other);
+    let revoked_config = support::harness::client_tls_config(&revoked);
+    let other_config = support::harness::client_tls_config(&other);
 
     // Before the revocation both clients are served; the other keeps its connection open.
     let mut first = connect(deployment.server.addr, &revoked_config);
@@ -281,22 +259,7 @@ fn list_from_another_ca_is_refused() {
     std::fs::write(&crl, other.authority.revocation_list(&[], 1, 7).unwrap()).unwrap();
     let certbot = dir.path().join("letsencrypt");
     std::fs::create_dir_all(certbot.join("live")).unwrap();
-    let output = std::process::Command::new(support::harness::binary())
-        .args([
-            "server",
-            "--no-syslog",
-            "--config",
-            "/dev/null",
-            "--allow-all-clients",
-            "--check-config",
-            "--certbot-dir",
-        ])
-        .arg(&certbot)
-        .args(pki.server.args())
-        .arg("--crl")
-        .arg(&crl)
-        .output()
-        .unwrap();
+    let output = check_config(&certbot, &pki, &crl, None);
     assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("matches no CA"),
@@ -318,26 +281,37 @@ fn explain_reports_a_revoked_certificate() {
     .unwrap();
     let certbot = dir.path().join("letsencrypt");
     support::harness::write_lineage(&certbot, &pki.authority, "example.com", 1);
-    let output = std::process::Command::new(support::harness::binary())
+    let output = check_config(&certbot, &pki, &crl, Some(&pki.client.cert));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("rejected in the handshake"), "{stdout}");
+    assert!(stdout.contains("revoked"), "{stdout}");
+}
+
+/// Runs `acme-dl server --check-config` for a store and PKI with one revocation list, and
+/// `--explain` when a client certificate is given.
+fn check_config(
+    certbot: &std::path::Path,
+    pki: &support::harness::Pki,
+    crl: &std::path::Path,
+    explain: Option<&std::path::Path>,
+) -> std::process::Output {
+    let mut command = std::process::Command::new(support::harness::binary());
+    command
         .args([
             "server",
             "--no-syslog",
             "--config",
             "/dev/null",
             "--allow-all-clients",
-            "--check-config",
-            "--certbot-dir",
         ])
-        .arg(&certbot)
+        .args(["--check-config", "--certbot-dir"])
+        .arg(certbot)
         .args(pki.server.args())
         .arg("--crl")
-        .arg(&crl)
-        .arg("--explain")
-        .arg(&pki.client.cert)
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("rejected in the handshake"), "{stdout}");
-    assert!(stdout.contains("revoked"), "{stdout}");
+        .arg(crl);
+    if let Some(cert) = explain {
+        command.arg("--explain").arg(cert);
+    }
+    command.output().unwrap()
 }

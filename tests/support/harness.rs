@@ -521,27 +521,32 @@ pub fn negotiated_version(
         .ok_or_else(|| "no version".to_owned())
 }
 
-fn raw_client_config(identity: Option<&Identity>) -> Arc<rustls::ClientConfig> {
+/// Builds a rustls client configuration that trusts `identity.ca` and presents
+/// `identity`'s certificate. Its session cache lives as long as the configuration, so
+/// connections made with one configuration resume each other's TLS sessions.
+pub fn client_tls_config(identity: &Identity) -> Arc<rustls::ClientConfig> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let ca = match identity {
-        Some(identity) => identity.ca.clone(),
-        None => panic!("raw_request without identity needs raw_request_anonymous"),
-    };
     let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(&ca).unwrap() {
+    for cert in CertificateDer::pem_file_iter(&identity.ca).unwrap() {
         roots.add(cert.unwrap()).unwrap();
     }
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let identity = identity.unwrap();
     let chain: Vec<_> = CertificateDer::pem_file_iter(&identity.cert)
         .unwrap()
         .map(Result::unwrap)
         .collect();
     let key = PrivateKeyDer::from_pem_file(&identity.key).unwrap();
-    Arc::new(builder.with_client_auth_cert(chain, key).unwrap())
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_client_auth_cert(chain, key)
+        .unwrap();
+    Arc::new(config)
+}
+
+fn raw_client_config(identity: Option<&Identity>) -> Arc<rustls::ClientConfig> {
+    let identity = identity.expect("raw_request needs a client identity");
+    client_tls_config(identity)
 }
 
 /// Connects without a client certificate, trusting `ca`, and returns the first read's error.
