@@ -178,7 +178,7 @@ pub fn build(
 }
 
 fn check_password(password: &str) -> Result<(), Pkcs12Error> {
-    // PKCS#12 tells an absent password from an empty one, and OpenSSL's PKCS12_parse tries
+    // PKCS#12 distinguishes an absent password from an empty one, and OpenSSL's PKCS12_parse tries
     // both when given an empty password, so an empty one makes the file ambiguous.
     if password.is_empty() {
         return Err(Pkcs12Error::InvalidPassword(

@@ -1,4 +1,4 @@
-//! Who may fetch what: the server's access policy.
+//! The server's access policy: which client may fetch which lineage.
 //!
 //! Rules map client identities (certificate common name, DNS or URI name, SHA-256
 //! fingerprint) to lineage names or globs, optionally without the private key. A client

@@ -127,7 +127,7 @@ fn certificate_only_client_gets_no_key() {
     )
     .unwrap();
     assert_eq!(check.status, 200);
-    // The key's hash is not disclosed: the answer echoes the client's own (all zeros).
+    // The key's hash is not disclosed: the response echoes the client's own (all zeros).
     let answer: serde_json::Value = serde_json::from_slice(&check.body).unwrap();
     assert_eq!(answer["server_hashes"]["privkey_hash"], "0".repeat(64));
     deployment.server.wait_for_log(&[
@@ -283,7 +283,7 @@ fn several_common_names_match_no_cn_rule() {
     let deployment = with_policy(&["example.com"]);
     let dir = deployment.dir.path();
     // The CA key is not on disk, so the ambiguous certificate comes from a CA of its own
-    // that the server is told to trust too.
+    // that the server's bundle also contains.
     let run = |args: &[&str]| {
         support::harness::openssl(dir, args);
     };

@@ -108,8 +108,11 @@ fn revoked_client_is_rejected_after_reload() {
         Some(rustls::HandshakeKind::Resumed)
     );
     drop(second);
-    let mut held = connect(deployment.server.addr, &revoked_config);
-    assert_eq!(get(&mut held, "/download/example.com/chain.pem"), Ok(200));
+    let mut opened_before = connect(deployment.server.addr, &revoked_config);
+    assert_eq!(
+        get(&mut opened_before, "/download/example.com/chain.pem"),
+        Ok(200)
+    );
     let mut established = connect(deployment.server.addr, &other_config);
     assert_eq!(
         get(&mut established, "/download/example.com/chain.pem"),
@@ -132,7 +135,7 @@ fn revoked_client_is_rejected_after_reload() {
         .wait_for_log(&["configuration reloaded", "crls=1"]);
 
     // A connection the revoked client opened before is closed at its next request.
-    let after = get(&mut held, "/download/example.com/privkey.pem");
+    let after = get(&mut opened_before, "/download/example.com/privkey.pem");
     assert!(
         after == Ok(403) || after.is_err(),
         "revoked client kept its connection: {after:?}"

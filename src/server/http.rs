@@ -113,7 +113,7 @@ pub(super) async fn handle(
     };
     let mut response = response;
     if request_number >= shared.limits.settings.max_requests_per_connection {
-        // hyper closes the connection after a response that says so.
+        // hyper closes the connection after a response with this header.
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
@@ -196,8 +196,8 @@ async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>
     };
     let mut announced = snapshot.hashes.clone();
     if decision.access == Access::CertificatesOnly {
-        // The key's hash would tell which lineages share a key and confirm a guessed one;
-        // echoing the client's own value keeps it out of the comparison.
+        // The key's hash would show which lineages share a key and confirm a guessed one.
+        // Echoing the client's own value keeps it out of the comparison.
         announced.privkey_hash = check.hashes.privkey_hash.clone();
     }
     let answer = CheckResponse::compare(&check.hashes, &announced);
@@ -475,7 +475,7 @@ fn consistent_set(
 }
 
 /// Rejects a request the policy does not allow, exactly as an unknown lineage is rejected,
-/// so a client cannot learn which lineages exist. The log tells the two apart.
+/// so a client cannot learn which lineages exist. The log line records the difference.
 fn denied(log: &RequestLog<'_>, lineage: &LineageName, reason: &str) -> HttpResponse {
     warn!(
         client = %log.client,

@@ -98,7 +98,7 @@ struct Shared {
     limits: Arc<limits::Limits>,
     /// Time allowed to read a request body.
     body_timeout: Duration,
-    /// Limits the log lines of connections closed or answered 503 under overload.
+    /// Limits the log lines of connections closed, or sent a 503, under overload.
     overload_log: throttle::Throttle,
 }
 
@@ -110,7 +110,7 @@ impl std::fmt::Debug for Shared {
     }
 }
 
-/// What a connection's client proved in its handshake, verified again after a reload.
+/// Certificate chain a connection's client presented, verified again after a reload.
 #[derive(Debug)]
 struct Peer {
     chain: Vec<rustls::pki_types::CertificateDer<'static>>,
