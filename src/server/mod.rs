@@ -121,14 +121,17 @@ impl Shared {
     /// Returns an error when the connection's certificate is no longer accepted, for
     /// example because a reload brought a revocation list that names it.
     fn still_accepted(&self, peer: &Peer) -> Result<(), String> {
-        let (generation, tls) = self
+        // Every request passes here, so the common case only compares two numbers.
+        let current = self
             .tls
             .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let generation = current.0;
         if peer.verified_generation.load(Ordering::Relaxed) == generation {
             return Ok(());
         }
+        let tls = current.1.clone();
+        drop(current);
         tls.verify_client(&peer.chain, rustls::pki_types::UnixTime::now())?;
         peer.verified_generation
             .store(generation, Ordering::Relaxed);
