@@ -147,13 +147,10 @@ impl<S: Subscriber> Layer<S> for LineLayer {
             );
         }
         if self.stderr || !sent {
-            let _ = writeln!(
-                std::io::stderr().lock(),
-                "{}: {}: {}",
-                self.tag,
-                level_word(level),
-                text
-            );
+            // Stderr is unbuffered: one write per line keeps lines whole and costs one
+            // system call instead of one per formatted piece.
+            let line = format!("{}: {}: {}\n", self.tag, level_word(level), text);
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }
     }
 }

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 mod snapshot;
+mod watch;
 
 pub use snapshot::{Current, Snapshot, SnapshotCache, warn_stale};
 

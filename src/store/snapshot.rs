@@ -3,18 +3,28 @@
 //! Certbot repoints the four links of a lineage one after another during a renewal, so a
 //! read at the wrong moment mixes two renewals. A snapshot is taken only when its files
 //! belong together; until a new consistent set appears, the last one keeps being served.
-//! A check therefore costs four `stat` calls while nothing changes.
+//!
+//! While inotify reports no change in a lineage's `live/` and `archive/` directories, a
+//! request costs one non-blocking read of the event queue and no `stat` call. The files'
+//! identities are still compared at least once a second, because inotify does not report
+//! every change (another host writing to a network file system). A lineage that cannot be
+//! watched costs four `stat` calls per request.
 
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+use super::watch::Watcher;
 use super::{Store, StoreError, StoreFile};
 use crate::lineage::LineageName;
 use crate::protocol::{SET_FILES, SetFile, SetHashes, sha256_hex};
 use crate::verify::{self, Check};
+
+/// Maximum time a watched, unchanged snapshot is trusted without comparing identities.
+const RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Identity of a file: device, inode, size, and modification time in seconds and nanoseconds.
 type FileIdentity = (u64, u64, u64, i64, i64);
@@ -26,6 +36,9 @@ pub struct Snapshot {
     files: Vec<(SetFile, StoreFile)>,
     /// Identity of each file when it was read.
     identities: Vec<FileIdentity>,
+    /// Every file is directly in the lineage's `live/` or `archive/` directory, where
+    /// inotify reports its changes.
+    watchable: bool,
 }
 
 impl Snapshot {
@@ -50,10 +63,27 @@ pub enum Current {
     Unavailable(String),
 }
 
+/// A cached snapshot and when it was last known to match the disk.
+#[derive(Debug)]
+struct Entry {
+    snapshot: Arc<Snapshot>,
+    /// Watch generation at which the identities last matched; `None` when unwatched.
+    generation: Option<u64>,
+    checked: Instant,
+}
+
+#[derive(Debug, Default)]
+struct CacheState {
+    entries: HashMap<LineageName, Entry>,
+    /// `None` when inotify is unavailable, so every request compares identities.
+    watcher: Option<Watcher>,
+    watcher_failed: bool,
+}
+
 /// The last consistent snapshot of each lineage.
 #[derive(Debug, Default)]
 pub struct SnapshotCache {
-    snapshots: Mutex<HashMap<LineageName, Arc<Snapshot>>>,
+    state: Mutex<CacheState>,
 }
 
 const FILES: [SetFile; 4] = [
@@ -67,11 +97,28 @@ impl SnapshotCache {
     /// Returns the lineage's current consistent set, reading and checking the files only
     /// when they changed since the last snapshot.
     pub fn current(&self, store: &Store, lineage: &LineageName) -> Result<Current, StoreError> {
-        let cached = self.lock().get(lineage).cloned();
+        let now = Instant::now();
+        let (cached, generation) = {
+            let mut state = self.lock();
+            let generation = state.generation(store, lineage);
+            match state.entries.get(lineage) {
+                Some(entry)
+                    if generation.is_some()
+                        && entry.generation == generation
+                        && now.duration_since(entry.checked) < RECHECK_INTERVAL =>
+                {
+                    return Ok(Current::Fresh(entry.snapshot.clone()));
+                }
+                entry => (entry.map(|entry| entry.snapshot.clone()), generation),
+            }
+        };
+        // The generation was read before the stat calls: a change after it gives the
+        // lineage a newer one, so this check cannot hide it.
         let identities = identities(store, lineage)?;
         if let Some(snapshot) = &cached
             && snapshot.identities == identities
         {
+            self.remember(lineage, snapshot.clone(), generation, now);
             return Ok(Current::Fresh(snapshot.clone()));
         }
 
@@ -122,17 +169,59 @@ impl SnapshotCache {
                 privkey_hash: hash(SetFile::Privkey),
                 chain_hash: hash(SetFile::Chain),
             },
+            watchable: files.iter().all(|(_, stored)| {
+                let parent = stored.resolved.parent();
+                parent == Some(&store.root().join("live").join(lineage.as_str()))
+                    || parent == Some(&store.root().join("archive").join(lineage.as_str()))
+            }),
             files,
             identities,
         });
-        self.lock().insert(lineage.clone(), snapshot.clone());
+        self.remember(lineage, snapshot.clone(), generation, now);
         Ok(Current::Fresh(snapshot))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<LineageName, Arc<Snapshot>>> {
-        self.snapshots
+    fn remember(
+        &self,
+        lineage: &LineageName,
+        snapshot: Arc<Snapshot>,
+        generation: Option<u64>,
+        checked: Instant,
+    ) {
+        let generation = generation.filter(|_| snapshot.watchable);
+        self.lock().entries.insert(
+            lineage.clone(),
+            Entry {
+                snapshot,
+                generation,
+                checked,
+            },
+        );
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CacheState> {
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl CacheState {
+    /// Returns the lineage's watch generation, starting inotify on first use.
+    fn generation(&mut self, store: &Store, lineage: &LineageName) -> Option<u64> {
+        if self.watcher.is_none() && !self.watcher_failed {
+            match Watcher::new() {
+                Ok(watcher) => self.watcher = Some(watcher),
+                Err(error) => {
+                    self.watcher_failed = true;
+                    warn!(
+                        error = %error,
+                        "inotify is unavailable; every request will stat the lineage's files"
+                    );
+                }
+            }
+        }
+        self.watcher.as_mut()?.generation(store.root(), lineage)
     }
 }
 
@@ -257,6 +346,50 @@ mod tests {
             second.file(SetFile::Privkey).unwrap().bytes,
             fs::read(dir.path().join("archive/example.com/privkey2.pem")).unwrap()
         );
+    }
+
+    #[test]
+    fn snapshot_in_subdirectory_is_compared_every_time() {
+        // inotify on archive/<lineage>/ does not report changes inside its subdirectories.
+        let dir = tempfile::tempdir().unwrap();
+        let issuer = Authority::new_root("snapshot test CA", 30).unwrap();
+        write_version(dir.path(), &issuer, 1);
+        write_version(dir.path(), &issuer, 2);
+        let archive = dir.path().join("archive/example.com");
+        fs::create_dir_all(archive.join("sets/next")).unwrap();
+        for stem in ["cert", "chain", "fullchain", "privkey"] {
+            fs::rename(
+                archive.join(format!("{stem}1.pem")),
+                archive.join(format!("sets/{stem}.pem")),
+            )
+            .unwrap();
+            fs::rename(
+                archive.join(format!("{stem}2.pem")),
+                archive.join(format!("sets/next/{stem}.pem")),
+            )
+            .unwrap();
+            let link = dir.path().join(format!("live/example.com/{stem}.pem"));
+            let _ = fs::remove_file(&link);
+            symlink(format!("../../archive/example.com/sets/{stem}.pem"), link).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let lineage = LineageName::parse("example.com").unwrap();
+        let cache = SnapshotCache::default();
+        let Current::Fresh(first) = cache.current(&store, &lineage).unwrap() else {
+            panic!("not fresh")
+        };
+
+        for stem in ["cert", "chain", "fullchain", "privkey"] {
+            fs::rename(
+                archive.join(format!("sets/next/{stem}.pem")),
+                archive.join(format!("sets/{stem}.pem")),
+            )
+            .unwrap();
+        }
+        let Current::Fresh(second) = cache.current(&store, &lineage).unwrap() else {
+            panic!("not fresh")
+        };
+        assert_ne!(second.hashes, first.hashes, "a change in a subdirectory went unseen");
     }
 
     #[test]
