@@ -148,6 +148,8 @@ async fn demonstrate(root: &Path, keep: bool) -> Result<(), DemoError> {
         max_body_bytes: 16 * 1024,
         max_connections: 64,
         retry_after: Duration::from_secs(10),
+        // One worker: the demonstration serves one client at a time.
+        workers: 1,
         crls: Vec::new(),
         limits: crate::server::LimitSettings {
             max_connections_per_ip: 64,

@@ -49,10 +49,13 @@ pub fn run(cli: Cli) -> ExitStatus {
         },
     });
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // The server runs its own worker threads (see `Server::serve`); the first worker and
+    // the signal handling share this thread.
+    let mut builder = match cli.command {
+        Command::Server(_) => tokio::runtime::Builder::new_current_thread(),
+        _ => tokio::runtime::Builder::new_multi_thread(),
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(failure) => {
             eprintln!("acme-dl: error: starting the async runtime failed: {failure}");

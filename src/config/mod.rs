@@ -74,6 +74,8 @@ pub struct ServerFile {
     pub client_requests_per_second: Option<f64>,
     /// Seconds sent in Retry-After when the server is saturated.
     pub retry_after_secs: Option<u64>,
+    /// Threads serving connections; each accepts and serves its own.
+    pub workers: Option<usize>,
     /// Certificate revocation lists for client certificates, PEM or DER.
     #[serde(default)]
     pub crl: Vec<PathBuf>,
@@ -95,6 +97,7 @@ pub struct ServerSettings {
     pub max_body_bytes: usize,
     pub max_connections: usize,
     pub retry_after: Duration,
+    pub workers: usize,
     pub policy: crate::policy::Policy,
     pub crls: Vec<PathBuf>,
     pub limits: crate::server::LimitSettings,
@@ -190,6 +193,12 @@ impl ServerSettings {
             retry_after: Duration::from_secs(
                 file.retry_after_secs.unwrap_or(DEFAULT_RETRY_AFTER_SECS),
             ),
+            workers: file
+                .workers
+                .unwrap_or_else(|| {
+                    std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+                })
+                .max(1),
         })
     }
 }

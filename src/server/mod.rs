@@ -268,11 +268,17 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then drains connections for a grace period.
+    ///
+    /// Connections are served by `workers` threads, each with its own single-threaded
+    /// runtime accepting from the shared listening socket, as nginx's workers do. A
+    /// connection stays on the thread that accepted it, so serving it wakes no other thread.
+    /// The calling task is the first worker.
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         info!(
             listen = %self.local_addr(),
             certbot_dir = %self.shared.store.root().display(),
             ca = %self.settings.tls.ca.display(),
+            workers = self.settings.workers,
             "server started"
         );
         warn_expiring(&self.settings);
@@ -283,14 +289,101 @@ impl Server {
             );
         }
         let (stop_sender, stop_receiver) = watch::channel(false);
-        let mut connections = JoinSet::new();
+        let context = Worker {
+            shared: self.shared.clone(),
+            header_timeout: self.settings.header_timeout,
+            idle_timeout: self.settings.idle_timeout,
+        };
+        let mut threads = Vec::new();
+        for number in 1..self.settings.workers {
+            match self.start_worker(number, context.clone(), stop_receiver.clone()) {
+                Ok(done) => threads.push(done),
+                Err(error) => {
+                    warn!(worker = number, error = %error, "starting a worker thread failed; serving with fewer");
+                    break;
+                }
+            }
+        }
+
+        let own = context.accept_loop(self.listener, stop_receiver);
+        tokio::pin!(own);
         tokio::pin!(shutdown);
+        tokio::select! {
+            () = &mut shutdown => {}
+            () = &mut own => {}
+        }
+        info!("server stopping");
+        let _ = stop_sender.send(true);
+        own.await;
+        for done in threads {
+            let _ = done.await;
+        }
+        info!("server stopped");
+    }
+
+    /// Starts a worker thread accepting from a duplicate of the listening socket. The
+    /// returned receiver completes when the worker has drained its connections.
+    fn start_worker(
+        &self,
+        number: usize,
+        context: Worker,
+        stop: watch::Receiver<bool>,
+    ) -> std::io::Result<tokio::sync::oneshot::Receiver<()>> {
+        let listener = self.listener_clone()?;
+        let (done_sender, done) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("acme-dl-worker-{number}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(error) => {
+                        error!(worker = number, error = %error, "starting a worker's runtime failed");
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    match TcpListener::from_std(listener) {
+                        Ok(listener) => context.accept_loop(listener, stop).await,
+                        Err(error) => {
+                            error!(worker = number, error = %error, "registering the listening socket failed");
+                        }
+                    }
+                });
+                let _ = done_sender.send(());
+            })?;
+        Ok(done)
+    }
+
+    fn listener_clone(&self) -> std::io::Result<std::net::TcpListener> {
+        let fd = std::os::fd::AsFd::as_fd(&self.listener).try_clone_to_owned()?;
+        let listener = std::net::TcpListener::from(fd);
+        listener.set_nonblocking(true)?;
+        Ok(listener)
+    }
+}
+
+/// Shared state and timeouts that every worker thread serves connections with.
+#[derive(Clone)]
+struct Worker {
+    shared: Arc<Shared>,
+    header_timeout: Duration,
+    idle_timeout: Duration,
+}
+
+impl Worker {
+    /// Accepts and serves connections until `stop` turns true, then drains them.
+    async fn accept_loop(self, listener: TcpListener, stop: watch::Receiver<bool>) {
+        let mut connections = JoinSet::new();
+        let mut stopping = stop.clone();
         loop {
             tokio::select! {
-                () = &mut shutdown => break,
-                accepted = self.listener.accept() => match accepted {
+                () = async { let _ = stopping.wait_for(|stopping| *stopping).await; } => break,
+                accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        connections.spawn(self.connection(stream, peer, stop_receiver.clone()));
+                        connections.spawn(self.connection(stream, peer, stop.clone()));
                     }
                     Err(error) => {
                         // Running out of file descriptors must not spin the loop.
@@ -307,9 +400,10 @@ impl Server {
                 Some(_) = connections.join_next(), if !connections.is_empty() => {}
             }
         }
-
-        info!(open_connections = connections.len(), "server stopping");
-        let _ = stop_sender.send(true);
+        drop(listener);
+        if !connections.is_empty() {
+            debug!(open_connections = connections.len(), "draining connections");
+        }
         let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
             while connections.join_next().await.is_some() {}
         })
@@ -321,7 +415,6 @@ impl Server {
             );
             connections.abort_all();
         }
-        info!("server stopped");
     }
 
     fn connection(
@@ -340,8 +433,8 @@ impl Server {
             .0;
         let acceptor = self.shared.acceptor();
         let shared = self.shared.clone();
-        let header_timeout = self.settings.header_timeout;
-        let idle_timeout = self.settings.idle_timeout;
+        let header_timeout = self.header_timeout;
+        let idle_timeout = self.idle_timeout;
         let active = shared.active.fetch_add(1, Ordering::Relaxed) + 1;
         let guard = ActiveGuard(shared.clone());
         async move {
