@@ -3,11 +3,14 @@
 
 bench/run calls this script after each measurement. Every measurement is one JSON
 object appended as a line to the results file (JSON Lines). The `report` subcommand
-turns the whole file into the tables of BENCHMARKS.md: throughput, ratios of acme-dl
-to nginx, the crypto floor, memory, the client, the fleet and the targets.
+turns the whole file into the tables of BENCHMARKS.md: the store, throughput, ratios of
+acme-dl to nginx, the crypto floor, memory, the client, the fleet and the targets.
 
 Subcommands:
   load       parse an oha JSON report and the server CPU used during the run
+  handshake-load
+             parse the JSON of examples/handshake_load (a new connection and a full
+             TLS handshake per request) and the server CPU used during the run
   handshake  parse `openssl s_time` output and the server CPU used during the run
   speed      parse `openssl speed` output into the per-handshake crypto floor
   record     append KEY=VALUE fields, optionally merged with a JSON object from a file
@@ -56,6 +59,7 @@ def command_load(args: argparse.Namespace) -> None:
 
     record = {
         "kind": "load",
+        "load_generator": "oha",
         "pki": args.pki,
         "round": args.round,
         "pair": args.pair,
@@ -77,11 +81,7 @@ def command_load(args: argparse.Namespace) -> None:
         "cpu_s": cpu_seconds,
         "cpu_ms_per_request": cpu_seconds * 1000.0 / max(responses, 1),
     }
-    if args.server_warnings is not None:
-        record["server_warnings"] = args.server_warnings
-    if args.sessions_reused is not None:
-        record["sessions_reused"] = args.sessions_reused
-        record["sessions_logged"] = args.sessions_logged
+    add_log_counts(record, args)
     append(Path(args.results), record)
 
     print(
@@ -89,6 +89,68 @@ def command_load(args: argparse.Namespace) -> None:
         f"{record['rps']:9.0f} req/s  p50 {record['p50_ms']:7.2f} ms  "
         f"p99 {record['p99_ms']:7.2f} ms  errors {record['errors']}  non-200 "
         f"{responses - ok_responses}  server CPU {record['cpu_ms_per_request']:.3f} ms/req"
+    )
+
+
+def add_log_counts(record: dict, args: argparse.Namespace) -> None:
+    """Copy the server log counts that bench/run passed into `record`."""
+    if args.server_warnings is not None:
+        record["server_warnings"] = args.server_warnings
+    if args.sessions_reused is not None:
+        record["sessions_reused"] = args.sessions_reused
+        record["sessions_logged"] = args.sessions_logged
+
+
+def command_handshake_load(args: argparse.Namespace) -> None:
+    """Record one examples/handshake_load run in the fields of an oha run.
+
+    Every request of such a run had its own TCP connection and a full TLS handshake. Its
+    latency percentiles cover every response, like oha's. The rate counts 2xx responses,
+    where the oha rows count only 200 responses.
+    """
+    report = json.loads(Path(args.json).read_text())
+    other_statuses = report["other_statuses"]
+    responses = report["successes"] + sum(other_statuses.values())
+    cpu_seconds = args.cpu_user_seconds + args.cpu_system_seconds
+    no_response = float("nan")
+    record = {
+        "kind": "load",
+        "load_generator": "handshake_load",
+        "pki": args.pki,
+        "round": args.round,
+        "pair": args.pair,
+        "server": args.server,
+        "request": args.request,
+        "connection": "new, full handshake",
+        "connections": report["connections"],
+        "duration_s": report["duration_s"],
+        "rps": report["successes_per_second"],
+        "p50_ms": report["p50_ms"] if report["p50_ms"] is not None else no_response,
+        "p99_ms": report["p99_ms"] if report["p99_ms"] is not None else no_response,
+        "requests": report["requests"],
+        "responses": responses,
+        "ok_responses": report["successes"],
+        "status_codes": {"2xx": report["successes"], **other_statuses},
+        "errors": report["errors"],
+        "error_kinds": report["error_kinds"],
+        "tls_versions": report["tls_versions"],
+        "handshake_kinds": report["handshake_kinds"],
+        "cpu_user_s": args.cpu_user_seconds,
+        "cpu_system_s": args.cpu_system_seconds,
+        "cpu_s": cpu_seconds,
+        "cpu_ms_per_request": cpu_seconds * 1000.0 / max(responses, 1),
+    }
+    add_log_counts(record, args)
+    append(Path(args.results), record)
+
+    versions = ", ".join(f"{name} {count}" for name, count in report["tls_versions"].items())
+    kinds = ", ".join(f"{name} {count}" for name, count in report["handshake_kinds"].items())
+    print(
+        f"{args.pki:5} round {args.round} {args.server:7} {args.request:16} full handshake "
+        f"{record['rps']:9.0f} req/s  p50 {record['p50_ms']:7.2f} ms  "
+        f"p99 {record['p99_ms']:7.2f} ms  errors {record['errors']}  non-2xx "
+        f"{responses - record['ok_responses']}  server CPU {record['cpu_ms_per_request']:.3f} "
+        f"ms/req  TLS: {versions or 'none'}  handshakes: {kinds or 'none'}"
     )
 
 
@@ -227,10 +289,14 @@ def round_ratios(acme: dict, nginx: dict, field: str) -> list[float]:
 
 
 PAIR_TITLES = {
-    1: "new connection per request: check (acme-dl) vs GET fullchain.pem (nginx)",
-    2: "keep-alive: check (acme-dl) vs GET fullchain.pem (nginx)",
-    3: "keep-alive GET fullchain.pem on both",
-    4: "new connection per request: GET fullchain.pem on both",
+    1: "oha, new connection per request: check (acme-dl) vs GET fullchain.pem (nginx)",
+    2: "oha, keep-alive: check (acme-dl) vs GET fullchain.pem (nginx)",
+    3: "oha, keep-alive GET fullchain.pem on both",
+    4: "oha, new connection per request: GET fullchain.pem on both",
+    5: "handshake_load, new connection and full handshake per request: "
+       "check (acme-dl) vs GET fullchain.pem (nginx)",
+    6: "handshake_load, new connection and full handshake per request: "
+       "GET fullchain.pem on both",
 }
 
 
@@ -242,17 +308,37 @@ def render_load(records: list[dict]) -> str:
             reused = f"{100.0 * r['sessions_reused'] / r['sessions_logged']:.1f}%"
         non_ok = r["responses"] - r["ok_responses"]
         rows.append([
-            r["pki"], r["round"], r["pair"], r["server"], r["request"], r["connection"],
-            f"{r['rps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
+            r["pki"], r["round"], r["pair"], r["server"], r.get("load_generator", "oha"),
+            r["request"], r["connection"], f"{r['rps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}",
             r["ok_responses"], non_ok, r["errors"],
             f"{r['cpu_s']:.2f}", system_share(r), f"{r['cpu_ms_per_request']:.3f}",
             reused or "n/a", r.get("server_warnings", "n/a"),
         ])
     return table(
-        ["PKI", "round", "pair", "server", "request", "connection", "req/s (200)", "p50 ms",
-         "p99 ms", "200 responses", "other responses", "errors", "server CPU s",
+        ["PKI", "round", "pair", "server", "load generator", "request", "connection",
+         "req/s (200 for oha, 2xx for handshake_load)", "p50 ms", "p99 ms",
+         "200 or 2xx responses", "other responses", "errors", "server CPU s",
          "of which system", "server CPU ms/request", "TLS sessions resumed (nginx log)",
          "warning and error lines (acme-dl log)"],
+        rows,
+    )
+
+
+def render_handshake_load_tls(records: list[dict]) -> str:
+    """Render the TLS versions and handshake kinds that handshake_load's client saw."""
+    rows = []
+    for r in find(records, kind="load", load_generator="handshake_load"):
+        versions = r["tls_versions"]
+        kinds = r["handshake_kinds"]
+        full = kinds.get("full", 0) + kinds.get("full with HelloRetryRequest", 0)
+        rows.append([
+            r["pki"], r["round"], r["pair"], r["server"], r["request"], r["requests"],
+            versions.get("TLSv1.3", 0), versions.get("TLSv1.2", 0), full,
+            kinds.get("resumed", 0),
+        ])
+    return table(
+        ["PKI", "round", "pair", "server", "request", "requests", "TLS 1.3 connections",
+         "TLS 1.2 connections", "full handshakes", "resumed handshakes"],
         rows,
     )
 
@@ -286,9 +372,15 @@ def render_handshakes(records: list[dict]) -> str:
     for pki in ("rsa", "ecdsa"):
         floor = one(records, kind="floor", pki=pki)
         floor_ms = floor["floor_ms"] if floor else float("nan")
-        for server, load in (("acme-dl", "oha, new connection per check, mean over rounds"),
-                             ("nginx", "oha, new connection per GET, mean over rounds")):
-            mean = mean_load(records, pki, 1, server)
+        for pair, server, load in (
+            (1, "acme-dl", "oha, new connection per check, mean over rounds"),
+            (1, "nginx", "oha, new connection per GET, mean over rounds"),
+            (5, "acme-dl", "handshake_load, new connection and full handshake per check, "
+                           "mean over rounds"),
+            (5, "nginx", "handshake_load, new connection and full handshake per GET, "
+                         "mean over rounds"),
+        ):
+            mean = mean_load(records, pki, pair, server)
             if mean:
                 rows.append([
                     pki, server, load, f"{mean['cpu_ms_per_request']:.3f}", system_share(mean),
@@ -430,6 +522,22 @@ def render_targets(records: list[dict]) -> str:
                               "within 15% of the crypto floor",
                          f"{full_acme['cpu_ms_per_handshake']:.3f} ms = {value:.2f} x floor",
                          *at_most(value, 1.15)])
+        acme, nginx = pairs[5]
+        if acme and nginx:
+            value = ratio(acme["rps"], nginx["rps"])
+            rows.append([pki, "new connection and full handshake per check (handshake_load): "
+                              "req/s at least nginx's per GET",
+                         f"{value:.2f} x nginx", *at_least(value, 1.0)])
+            value = ratio(acme["cpu_ms_per_request"], nginx["cpu_ms_per_request"])
+            rows.append([pki, "same, full handshakes (handshake_load, check vs GET): "
+                              "server CPU at most 0.9 x nginx's",
+                         f"{value:.2f} x nginx", *at_most(value, 0.9)])
+            if floor:
+                value = ratio(acme["cpu_ms_per_request"], floor["floor_ms"])
+                rows.append([pki, "same, full handshakes (handshake_load, check): "
+                                  "within 15% of the crypto floor",
+                             f"{acme['cpu_ms_per_request']:.3f} ms = {value:.2f} x floor",
+                             *at_most(value, 1.15)])
         fleet = one(records, kind="fleet", pki=pki)
         if fleet and floor:
             per_check = fleet["cpu_s"] * 1000.0 / max(fleet["clients"], 1)
@@ -463,6 +571,17 @@ def render_targets(records: list[dict]) -> str:
     return table(["PKI", "target", "measured", "verdict", "margin"], rows)
 
 
+def render_store(records: list[dict]) -> str:
+    store = one(records, kind="store")
+    if not store:
+        return "No store was recorded."
+    return table(["item", "value"], [
+        ["source", store["source"]],
+        ["lineage", store["lineage"]],
+        ["description", store["description"]],
+    ])
+
+
 def render_environment(records: list[dict]) -> str:
     environment = one(records, kind="environment") or {}
     rows = [[key, value] for key, value in environment.items() if key != "kind"]
@@ -473,7 +592,10 @@ def command_report(args: argparse.Namespace) -> None:
     records = load_records(Path(args.results))
     sections = [
         ("Machine, versions and settings", render_environment(records)),
-        ("Throughput, latency and server CPU (oha)", render_load(records)),
+        ("Store", render_store(records)),
+        ("Throughput, latency and server CPU (oha and handshake_load)", render_load(records)),
+        ("TLS versions and handshake kinds (handshake_load)",
+         render_handshake_load_tls(records)),
         ("Ratios, acme-dl / nginx", render_ratios(records)),
         ("Crypto floor (openssl speed, one thread)", render_floor(records)),
         ("Server CPU per connection against the crypto floor", render_handshakes(records)),
@@ -506,6 +628,22 @@ def parse_args() -> argparse.Namespace:
     load.add_argument("--sessions-logged", type=int)
     load.add_argument("--server-warnings", type=int, help="warning and error lines in the server log")
 
+    handshake_load = commands.add_parser(
+        "handshake-load", help="record an examples/handshake_load run"
+    )
+    handshake_load.add_argument("--json", required=True, help="output of handshake_load")
+    handshake_load.add_argument("--pki", required=True)
+    handshake_load.add_argument("--round", type=int, required=True)
+    handshake_load.add_argument("--pair", type=int, required=True)
+    handshake_load.add_argument("--server", required=True)
+    handshake_load.add_argument("--request", required=True)
+    handshake_load.add_argument("--cpu-user-seconds", type=float, required=True)
+    handshake_load.add_argument("--cpu-system-seconds", type=float, required=True)
+    handshake_load.add_argument("--sessions-reused", type=int)
+    handshake_load.add_argument("--sessions-logged", type=int)
+    handshake_load.add_argument("--server-warnings", type=int,
+                                help="warning and error lines in the server log")
+
     handshake = commands.add_parser("handshake", help="record an openssl s_time run")
     handshake.add_argument("--s-time-output", required=True)
     handshake.add_argument("--pki", required=True)
@@ -529,6 +667,7 @@ def main() -> int:
     args = parse_args()
     {
         "load": command_load,
+        "handshake-load": command_handshake_load,
         "handshake": command_handshake,
         "speed": command_speed,
         "record": command_record,
