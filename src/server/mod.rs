@@ -10,6 +10,7 @@ mod throttle;
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::pin::Pin;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -464,73 +465,107 @@ impl Worker {
             };
             let saturated = active > shared.max_connections;
             let _ = stream.set_nodelay(true);
-            let Some((tls_stream, client)) = handshake(
+            // The handshake's state is about 6 KiB. Boxed, it is freed when the handshake
+            // ends instead of staying in every idle connection's task.
+            let Some((tls_stream, client)) = Box::pin(handshake(
                 acceptor,
                 stream,
                 peer,
                 header_timeout,
                 &shared.handshake_log,
-            )
+            ))
             .await
             else {
                 return;
             };
-            debug!(peer = %peer, client = %client, fingerprint = %client.fingerprint, "connection accepted");
-            let client_name = client.to_string();
-            let client = Arc::new(client);
-            let chain = tls_stream
-                .get_ref()
-                .1
-                .peer_certificates()
-                .map(|certs| certs.iter().map(|cert| cert.clone().into_owned()).collect())
-                .unwrap_or_default();
-            let peer_state = Arc::new(Peer {
-                chain,
-                verified_generation: AtomicU64::new(generation),
-            });
-            let served = Arc::new(AtomicUsize::new(0));
-            let service = service_fn(move |request| {
-                let number = served.fetch_add(1, Ordering::Relaxed) + 1;
-                http::handle(
-                    request,
-                    shared.clone(),
-                    client.clone(),
-                    peer_state.clone(),
-                    peer,
-                    saturated,
-                    number,
-                )
-            });
-            let io = TokioIo::new(IdleTimeout::new(tls_stream, idle_timeout));
-            let connection = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_HEADER_BYTES.max(8192))
-                .max_header_size(MAX_HEADER_BYTES)
-                .serve_connection(io, service);
-            tokio::pin!(connection);
-            let mut stop = stop;
-            let result = tokio::select! {
-                result = connection.as_mut() => result,
-                _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
-                    connection.as_mut().graceful_shutdown();
-                    connection.as_mut().await
-                }
-            };
-            match result {
-                // hyper sends these responses itself (408, 431, 400), before any handler runs.
-                Err(error)
-                    if error.is_timeout() || error.is_parse() || error.is_parse_too_large() =>
-                {
-                    warn!(peer = %peer, client = %client_name, error = %error, "request rejected by the HTTP parser");
-                }
-                Err(error) => {
-                    debug!(peer = %peer, error = %error, "connection closed with an error")
-                }
-                Ok(()) => {}
-            }
+            let serving = serve_tls(
+                tls_stream,
+                client,
+                shared,
+                generation,
+                peer,
+                saturated,
+                (header_timeout, idle_timeout),
+                stop,
+            );
+            serving.await;
         }
     }
+}
+
+/// Builds the HTTP/1.1 connection over an established mutual-TLS stream and returns the
+/// future that serves it until it closes or `stop` turns true.
+///
+/// Everything is built here, outside any async state, and the connection is boxed once.
+/// An idle connection then keeps hyper's state and a small future, without the moved-from
+/// copies of the TLS stream that an async function's state would keep.
+#[allow(clippy::too_many_arguments)]
+fn serve_tls(
+    tls_stream: tokio_rustls::server::TlsStream<TcpStream>,
+    client: Identity,
+    shared: Arc<Shared>,
+    generation: u64,
+    peer: SocketAddr,
+    saturated: bool,
+    (header_timeout, idle_timeout): (Duration, Duration),
+    mut stop: watch::Receiver<bool>,
+) -> Pin<Box<dyn Future<Output = ()> + Send>> {
+    debug!(peer = %peer, client = %client, fingerprint = %client.fingerprint, "connection accepted");
+    let client_name = client.to_string();
+    let client = Arc::new(client);
+    let chain = tls_stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .map(|certs| certs.iter().map(|cert| cert.clone().into_owned()).collect())
+        .unwrap_or_default();
+    let peer_state = Arc::new(Peer {
+        chain,
+        verified_generation: AtomicU64::new(generation),
+    });
+    let served = Arc::new(AtomicUsize::new(0));
+    let service = service_fn(move |request| {
+        let number = served.fetch_add(1, Ordering::Relaxed) + 1;
+        http::handle(
+            request,
+            shared.clone(),
+            client.clone(),
+            peer_state.clone(),
+            peer,
+            saturated,
+            number,
+        )
+    });
+    let io = TokioIo::new(IdleTimeout::new(tls_stream, idle_timeout));
+    let mut connection = Box::pin(
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .max_buf_size(MAX_HEADER_BYTES.max(8192))
+            .max_header_size(MAX_HEADER_BYTES)
+            .serve_connection(io, service),
+    );
+    Box::pin(async move {
+        let result = tokio::select! {
+            result = connection.as_mut() => result,
+            _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
+                connection.as_mut().graceful_shutdown();
+                connection.as_mut().await
+            }
+        };
+        match result {
+            // hyper sends these responses itself (408, 431, 400), before any handler runs.
+            Err(error)
+                if error.is_timeout() || error.is_parse() || error.is_parse_too_large() =>
+            {
+                warn!(peer = %peer, client = %client_name, error = %error, "request rejected by the HTTP parser");
+            }
+            Err(error) => {
+                debug!(peer = %peer, error = %error, "connection closed with an error")
+            }
+            Ok(()) => {}
+        }
+    })
 }
 
 /// Runs the TLS handshake and logs why it failed, naming the rejected certificate.
