@@ -49,12 +49,10 @@ pub fn run(cli: Cli) -> ExitStatus {
         },
     });
 
-    // The server runs its own worker threads (see `Server::serve`); the first worker and
-    // the signal handling share this thread.
-    let mut builder = match cli.command {
-        Command::Server(_) => tokio::runtime::Builder::new_current_thread(),
-        _ => tokio::runtime::Builder::new_multi_thread(),
-    };
+    // One thread: the server starts its own worker threads (see `Server::serve`), and the
+    // client's requests are sequential, so a multi-threaded runtime would only add wake-ups
+    // between threads.
+    let mut builder = tokio::runtime::Builder::new_current_thread();
     let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(failure) => {

@@ -265,6 +265,17 @@ fn fleet_started_together_gets_every_set() {
         RUN_TIMEOUT_SECS.to_string(),
     ];
 
+    // Clients and server are fast enough that a hundred splayed clients may never overlap,
+    // so the test holds every connection slot for the first part of the splay window: the
+    // clients that arrive then see the server saturated and must retry.
+    let occupied: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(setup.server.addr).unwrap())
+        .collect();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(SPLAY_SECS * 1000 / 2));
+        drop(occupied);
+    });
+
     let started = Instant::now();
     let mut clients: Vec<FleetClient> = (0..size)
         .map(|index| {
@@ -304,6 +315,7 @@ fn fleet_started_together_gets_every_set() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let elapsed = started.elapsed();
+    release.join().unwrap();
 
     // retry_counts[n] is the number of clients that retried n times.
     let mut retry_counts = vec![0usize; RETRIES as usize + 1];

@@ -397,7 +397,7 @@ async fn sync_lineage(
     let name = &lineage.name;
     // A run killed mid-install leaves a staging directory; a current lineage is never
     // installed again, so the cleaning happens here.
-    tokio::task::block_in_place(|| install::clean_up(&lineage.dir));
+    install::clean_up(&lineage.dir);
     let mut local = local_hashes(lineage)?;
     if let Some(missing) = missing_output(lineage) {
         // The lineage's table names a file the installed set lacks (a new `combined`, or
@@ -419,8 +419,7 @@ async fn sync_lineage(
         })?;
     if !answer.update_required {
         info!(lineage = %name, outcome = "up-to-date", "check");
-        if let Some(version) = tokio::task::block_in_place(|| install::pending_hooks(&lineage.dir))
-        {
+        if let Some(version) = install::pending_hooks(&lineage.dir) {
             warn!(lineage = %name, "the hooks of an earlier run did not finish; running them now");
             return Ok(LineageOutcome::Updated(Update {
                 dir: lineage.dir.clone(),
@@ -461,9 +460,8 @@ async fn sync_lineage(
     .map_err(SyncError::Verification)?;
 
     let files = set_files(lineage, &set, &verified)?;
-    let installed =
-        tokio::task::block_in_place(|| install::install_set(&lineage.dir, &files, options))
-            .map_err(|failure| SyncError::Local(failure.to_string()))?;
+    let installed = install::install_set(&lineage.dir, &files, options)
+        .map_err(|failure| SyncError::Local(failure.to_string()))?;
     let paths: Vec<PathBuf> = files
         .iter()
         .map(|file| lineage.dir.join(&file.name))
@@ -471,7 +469,7 @@ async fn sync_lineage(
     for path in &paths {
         info!(lineage = %name, path = %path.display(), "file installed");
     }
-    tokio::task::block_in_place(|| install::set_hooks_pending(&lineage.dir, true));
+    install::set_hooks_pending(&lineage.dir, true);
     info!(
         lineage = %name,
         dir = %lineage.dir.display(),
