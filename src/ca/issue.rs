@@ -42,7 +42,8 @@ pub fn server(args: &PkiServerArgs) -> Result<(), CaError> {
     let out = output_dir(args.out.as_deref(), layout.default_server_out())?;
     let cert_path = out.join(format!("{name}.crt"));
     let key_path = out.join(format!("{name}.key"));
-    files::write_atomic(&key_path, issued.key_pem.as_bytes(), KEY_MODE)?;
+    let key_pem = keys::encode_key_pem(&issued.key_pem)?;
+    files::write_atomic(&key_path, &key_pem, KEY_MODE)?;
     files::write_atomic(&cert_path, issued.cert_pem.as_bytes(), PUBLIC_MODE)?;
     let superseded = record_issued(&mut index, &issued.cert_pem, Kind::Server, IssuerName::Root)?;
     index.save(&layout)?;
@@ -82,7 +83,8 @@ pub fn client(args: &PkiClientArgs) -> Result<(), CaError> {
     let key_path = out.join(format!("{name}.key"));
     // The client sends the intermediate with its leaf, because servers trust the root.
     let chain = format!("{}{}", issued.cert_pem, client_ca.cert_pem());
-    files::write_atomic(&key_path, issued.key_pem.as_bytes(), KEY_MODE)?;
+    let key_pem = keys::encode_key_pem(&issued.key_pem)?;
+    files::write_atomic(&key_path, &key_pem, KEY_MODE)?;
     files::write_atomic(&cert_path, chain.as_bytes(), PUBLIC_MODE)?;
     let superseded = record_issued(
         &mut index,

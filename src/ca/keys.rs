@@ -68,6 +68,7 @@ pub fn read_passphrase(path: &Path) -> Result<String, CaError> {
 /// Encodes a PKCS#8 key as PEM, encrypted with PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC)
 /// when a passphrase is given.
 pub fn encode_key(pkcs8_der: &[u8], passphrase: Option<&str>) -> Result<Vec<u8>, CaError> {
+    let pkcs8_der = &ed25519_v1(pkcs8_der);
     let Some(passphrase) = passphrase else {
         return Ok(crate::pem::encode("PRIVATE KEY", pkcs8_der));
     };
@@ -86,6 +87,52 @@ pub fn encode_key(pkcs8_der: &[u8], passphrase: Option<&str>) -> Result<Vec<u8>,
         });
     });
     Ok(crate::pem::encode("ENCRYPTED PRIVATE KEY", &der))
+}
+
+/// Re-encodes a PEM private key from rcgen for the key file, as [`encode_key`] does.
+pub fn encode_key_pem(key_pem: &str) -> Result<Vec<u8>, CaError> {
+    let blocks = crate::pem::parse(key_pem.as_bytes())
+        .map_err(|error| CaError::Invalid(format!("generated key: {error}")))?;
+    let block = blocks
+        .first()
+        .ok_or_else(|| CaError::Invalid("generated key: no PEM block".to_owned()))?;
+    encode_key(&block.der, None)
+}
+
+/// Rewrites an Ed25519 PKCS#8 key as version 1 (RFC 8410 section 7), without the public
+/// key that ring adds. OpenSSL 3.0 rejects ring's version 2 form; ring reads both. Other
+/// keys are returned unchanged.
+fn ed25519_v1(pkcs8_der: &[u8]) -> Vec<u8> {
+    const OID_ED25519: &[u64] = &[1, 3, 101, 112];
+    let parsed = yasna::parse_ber(pkcs8_der, |reader| {
+        reader.read_sequence(|reader| {
+            let _version = reader.next().read_u8()?;
+            let algorithm = reader
+                .next()
+                .read_sequence(|reader| reader.next().read_oid())?;
+            let private_key = reader.next().read_bytes()?;
+            // Attributes [0] and the public key [1] may follow; both are dropped.
+            let _rest = reader.read_optional(|reader| reader.read_der())?;
+            let _rest = reader.read_optional(|reader| reader.read_der())?;
+            Ok((algorithm, private_key))
+        })
+    });
+    match parsed {
+        Ok((algorithm, private_key))
+            if algorithm == yasna::models::ObjectIdentifier::from_slice(OID_ED25519) =>
+        {
+            yasna::construct_der(|writer| {
+                writer.write_sequence(|writer| {
+                    writer.next().write_u8(0);
+                    writer
+                        .next()
+                        .write_sequence(|writer| writer.next().write_oid(&algorithm));
+                    writer.next().write_bytes(&private_key);
+                });
+            })
+        }
+        _ => pkcs8_der.to_vec(),
+    }
 }
 
 /// Returns whether a key file holds an encrypted key.
