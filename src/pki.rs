@@ -174,8 +174,8 @@ pub struct Revocation {
 pub struct Authority {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
-    /// How revocation lists identify this CA's key: the certificate's own subject key
-    /// identifier, which RFC 5280 section 5.2.1 asks the authority key identifier to match.
+    /// Key identifier that revocation lists name in their authority key identifier: the
+    /// certificate's own subject key identifier, as RFC 5280 section 5.2.1 requires.
     key_id: rcgen::KeyIdMethod,
 }
 

@@ -1,5 +1,5 @@
-//! `acme-dl pki`: the files it writes load unchanged in OpenSSL, curl and nginx, and in
-//! the acme-dl server and client; revocation takes effect on SIGHUP; an OpenSSL-made CA
+//! `acme-dl pki`: the files it writes load unchanged in OpenSSL, curl, nginx and the
+//! acme-dl server and client. A revocation takes effect on SIGHUP, and an OpenSSL-made CA
 //! moves over with its earlier clients still accepted.
 
 mod support;

@@ -38,7 +38,7 @@ fn load(
         .map_err(|error| CaError::Invalid(format!("CA certificate {}: {error}", cert.display())))
 }
 
-/// What the index records of a certificate, read from its DER.
+/// Fields of a certificate that the index records, read from its DER.
 #[derive(Debug, Clone)]
 pub struct CertInfo {
     pub serial: String,

@@ -70,7 +70,7 @@ impl Layout {
         self.dir.join("clients")
     }
 
-    /// Fails unless the directory holds an index, which `pki init` and `pki import` write
+    /// Fails unless the directory contains an index, which `pki init` and `pki import` write
     /// last.
     pub fn require_existing(&self) -> Result<(), CaError> {
         if self.index().is_file() {

@@ -81,7 +81,8 @@ pub fn client(args: &PkiClientArgs) -> Result<(), CaError> {
     let out = output_dir(args.out.as_deref(), layout.default_client_out())?;
     let cert_path = out.join(format!("{name}.crt"));
     let key_path = out.join(format!("{name}.key"));
-    // The client sends the intermediate with its leaf, because servers trust the root.
+    // The client sends the intermediate with its leaf, so that a server trusting only the
+    // root can verify it too.
     let chain = format!("{}{}", issued.cert_pem, client_ca.cert_pem());
     let key_pem = keys::encode_key_pem(&issued.key_pem)?;
     files::write_atomic(&key_path, &key_pem, KEY_MODE)?;
