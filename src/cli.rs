@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Distributes Certbot certificate sets from one host to a fleet over mutual TLS.
 #[derive(Debug, Parser)]
@@ -43,6 +43,9 @@ pub enum Command {
     Client(ClientArgs),
     /// Run a complete loopback demonstration: PKI, store, server, client, renewal
     Demo(DemoArgs),
+    /// Manage the fleet's private CA: root, client intermediate, server and client
+    /// certificates, revocation lists
+    Pki(PkiArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -152,4 +155,184 @@ pub struct DemoArgs {
     /// Keep the generated PKI, store and configuration files in DIR (created when missing)
     #[arg(long, value_name = "DIR")]
     pub keep: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiArgs {
+    #[command(subcommand)]
+    pub command: PkiCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PkiCommand {
+    /// Create a root CA, an intermediate CA for client certificates, the trust bundle,
+    /// the revocation lists and the index in a new directory
+    Init(PkiInitArgs),
+    /// Adopt an existing CA certificate and key, made with OpenSSL for example, as the root
+    /// and create the client intermediate under it
+    Import(PkiImportArgs),
+    /// Issue a server certificate signed by the root
+    Server(PkiServerArgs),
+    /// Issue a client certificate signed by the client intermediate and print its
+    /// [[access]] rule
+    Client(PkiClientArgs),
+    /// Revoke a certificate by serial, or every unexpired certificate of an identity, and
+    /// write the revocation lists again
+    Revoke(PkiRevokeArgs),
+    /// Write the revocation lists again with a new CRL number and next update
+    Crl(PkiCrlArgs),
+    /// List every issued certificate with its state
+    List(PkiListArgs),
+}
+
+/// Key algorithm of a generated key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyType {
+    EcdsaP256,
+    EcdsaP384,
+    Ed25519,
+    Rsa2048,
+    Rsa3072,
+    Rsa4096,
+}
+
+/// Reason code of a revocation (RFC 5280 section 5.3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RevocationReason {
+    Unspecified,
+    KeyCompromise,
+    AffiliationChanged,
+    Superseded,
+    CessationOfOperation,
+    PrivilegeWithdrawn,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiDirArgs {
+    /// Directory of the PKI, as made by pki init or pki import
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
+    /// File whose first line is the passphrase of the root key (ca.key), when it is
+    /// encrypted
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiInitArgs {
+    #[command(flatten)]
+    pub pki: PkiDirArgs,
+    /// Key algorithm of the CAs, and default of the certificates issued later
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    pub key_type: KeyType,
+    /// Days the root and the client intermediate are valid
+    #[arg(long, value_name = "N", default_value_t = 3650)]
+    pub days: i64,
+    /// Common name of the root CA; the client intermediate is named "NAME clients"
+    #[arg(long, value_name = "NAME", default_value = "acme-dl fleet CA")]
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiImportArgs {
+    #[command(flatten)]
+    pub pki: PkiDirArgs,
+    /// Certificate of the existing CA, PEM
+    #[arg(long, value_name = "FILE")]
+    pub ca_cert: PathBuf,
+    /// Key of the existing CA, PEM: PKCS#1, SEC1, PKCS#8, or encrypted PKCS#8 with
+    /// --passphrase-file
+    #[arg(long, value_name = "FILE")]
+    pub ca_key: PathBuf,
+    /// Key algorithm of the client intermediate, and default of the certificates issued
+    /// later
+    #[arg(long, value_enum, default_value = "ecdsa-p256")]
+    pub key_type: KeyType,
+    /// Days the client intermediate is valid, at most until the imported CA expires
+    #[arg(long, value_name = "N", default_value_t = 3650)]
+    pub days: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiServerArgs {
+    #[command(flatten)]
+    pub pki: PkiDirArgs,
+    /// Host name of the server: common name and first DNS name, or an IP address
+    #[arg(long, value_name = "HOST")]
+    pub name: String,
+    /// Further IP address the certificate is valid for; repeat for several
+    #[arg(long, value_name = "ADDR")]
+    pub ip: Vec<std::net::IpAddr>,
+    /// Further DNS name the certificate is valid for; repeat for several
+    #[arg(long, value_name = "NAME")]
+    pub dns: Vec<String>,
+    /// Days the certificate is valid
+    #[arg(long, value_name = "N", default_value_t = 365)]
+    pub days: i64,
+    /// Key algorithm [default: the one given to pki init]
+    #[arg(long, value_enum)]
+    pub key_type: Option<KeyType>,
+    /// Directory receiving HOST.crt and HOST.key [default: DIR/servers]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiClientArgs {
+    #[command(flatten)]
+    pub pki: PkiDirArgs,
+    /// Identity of the client: the certificate's common name, matched by cn:ID rules
+    #[arg(long, value_name = "ID")]
+    pub name: String,
+    /// Lineage name or glob the printed [[access]] rule allows; repeat for several
+    #[arg(long, value_name = "PATTERN")]
+    pub lineage: Vec<String>,
+    /// Print a rule that allows certificates only, never private keys
+    #[arg(long)]
+    pub certificates_only: bool,
+    /// Days the certificate is valid
+    #[arg(long, value_name = "N", default_value_t = 365)]
+    pub days: i64,
+    /// Key algorithm [default: the one given to pki init]
+    #[arg(long, value_enum)]
+    pub key_type: Option<KeyType>,
+    /// Directory receiving ID.crt and ID.key [default: DIR/clients]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiRevokeArgs {
+    #[command(flatten)]
+    pub pki: PkiDirArgs,
+    /// Serial number in hex (colons allowed), or an identity whose unexpired certificates
+    /// are all revoked
+    #[arg(value_name = "ID|SERIAL")]
+    pub target: String,
+    /// Reason code written into the revocation list
+    #[arg(long, value_enum, default_value = "unspecified")]
+    pub reason: RevocationReason,
+    /// Revoke a serial the index does not list, issued by the root outside acme-dl, such
+    /// as a certificate of an imported CA
+    #[arg(long)]
+    pub unindexed: bool,
+    /// Days until the next update of the new revocation lists
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub days: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiCrlArgs {
+    #[command(flatten)]
+    pub pki: PkiDirArgs,
+    /// Days until the next update of the new revocation lists
+    #[arg(long, value_name = "N", default_value_t = 30)]
+    pub days: i64,
+}
+
+#[derive(Debug, Args)]
+pub struct PkiListArgs {
+    /// Directory of the PKI, as made by pki init or pki import
+    #[arg(long, value_name = "DIR")]
+    pub dir: PathBuf,
 }

@@ -2,6 +2,7 @@
 //! mutual TLS, speaking the protocol of the deployed Go pair. ARCHITECTURE.md maps the
 //! modules from the wire up to the binary.
 
+pub mod ca;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Server(_) => ("acme-dl-server", false),
         Command::Client(_) => ("acme-dl", std::io::stderr().is_terminal()),
         Command::Demo(_) => ("acme-dl-demo", false),
+        Command::Pki(_) => ("acme-dl-pki", false),
     };
     let demo = matches!(cli.command, Command::Demo(_));
     logging::init(logging::LogOptions {
@@ -67,6 +69,8 @@ pub fn run(cli: Cli) -> ExitStatus {
             Err(failure) => config_failure(&failure),
         },
         Command::Demo(args) => runtime.block_on(demo::run(args.keep.as_deref())),
+        // The pki commands print their results and errors; they do not log.
+        Command::Pki(args) => ca::run(&args.command),
     }
 }
 

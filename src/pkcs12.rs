@@ -15,7 +15,7 @@ use std::num::NonZeroU32;
 
 use aes::Aes256;
 use cbc::cipher::block_padding::Pkcs7;
-use cbc::cipher::{BlockModeEncrypt, KeyIvInit};
+use cbc::cipher::{BlockModeDecrypt, BlockModeEncrypt, KeyIvInit};
 use ring::digest;
 use ring::hmac;
 use ring::pbkdf2;
@@ -296,7 +296,8 @@ fn shrouded_key_bag(
     attributes: &BagAttributes<'_>,
     random: &SystemRandom,
 ) -> Result<Vec<u8>, Pkcs12Error> {
-    let (algorithm, ciphertext) = encrypt_pbes2(private_key_pkcs8_der, password, random)?;
+    let (algorithm, ciphertext) =
+        encrypt_pbes2(private_key_pkcs8_der, password, ITERATIONS, random)?;
     // EncryptedPrivateKeyInfo (RFC 5958 section 3).
     let value = yasna::construct_der(|writer| {
         writer.write_sequence(|writer| {
@@ -339,7 +340,7 @@ fn encrypted_content_info(
     password: &str,
     random: &SystemRandom,
 ) -> Result<Vec<u8>, Pkcs12Error> {
-    let (algorithm, ciphertext) = encrypt_pbes2(content, password, random)?;
+    let (algorithm, ciphertext) = encrypt_pbes2(content, password, ITERATIONS, random)?;
     Ok(yasna::construct_der(|writer| {
         writer.write_sequence(|writer| {
             writer.next().write_oid(&oid(OID_ENCRYPTED_DATA));
@@ -365,9 +366,10 @@ fn encrypted_content_info(
 /// Encrypts `plaintext` with PBES2 (RFC 8018 section 6.2): PBKDF2-HMAC-SHA256 with a fresh
 /// salt derives an AES-256 key, and AES-256-CBC with a fresh IV and PKCS#7 padding encrypts.
 /// Returns the DER AlgorithmIdentifier and the ciphertext.
-fn encrypt_pbes2(
+pub(crate) fn encrypt_pbes2(
     plaintext: &[u8],
     password: &str,
+    iterations: NonZeroU32,
     random: &SystemRandom,
 ) -> Result<(Vec<u8>, Vec<u8>), Pkcs12Error> {
     let salt: [u8; SALT_LEN] = random_bytes(random)?;
@@ -377,7 +379,7 @@ fn encrypt_pbes2(
     let mut key = [0u8; AES_256_KEY_LEN];
     pbkdf2::derive(
         pbkdf2::PBKDF2_HMAC_SHA256,
-        ITERATIONS,
+        iterations,
         &salt,
         password.as_bytes(),
         &mut key,
@@ -401,7 +403,7 @@ fn encrypt_pbes2(
                     // PBKDF2-params without keyLength, as OpenSSL writes them.
                     writer.next().write_sequence(|writer| {
                         writer.next().write_bytes(&salt);
-                        writer.next().write_u32(ITERATIONS.get());
+                        writer.next().write_u32(iterations.get());
                         writer.next().write_sequence(|writer| {
                             writer.next().write_oid(&oid(OID_HMAC_WITH_SHA256));
                             writer.next().write_null();
@@ -416,6 +418,83 @@ fn encrypt_pbes2(
         });
     });
     Ok((algorithm, buffer))
+}
+
+/// Decrypts what [`encrypt_pbes2`] encrypted: `algorithm` is the DER AlgorithmIdentifier.
+/// Only PBES2 with PBKDF2-HMAC-SHA256 and AES-256-CBC is accepted, which is what acme-dl
+/// writes and what `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes in OpenSSL 3.
+pub(crate) fn decrypt_pbes2(
+    algorithm: &[u8],
+    ciphertext: &[u8],
+    password: &str,
+) -> Result<Vec<u8>, String> {
+    let (salt, iterations, iv) = parse_pbes2(algorithm)?;
+    let iterations = NonZeroU32::new(iterations).ok_or("PBKDF2 iteration count is 0")?;
+    let mut key = [0u8; AES_256_KEY_LEN];
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        iterations,
+        &salt,
+        password.as_bytes(),
+        &mut key,
+    );
+    let iv: [u8; AES_BLOCK_LEN] = iv
+        .try_into()
+        .map_err(|_| "AES-256-CBC IV is not 16 bytes".to_owned())?;
+    let mut buffer = ciphertext.to_vec();
+    // A wrong passphrase almost always shows as invalid padding.
+    let plaintext = cbc::Decryptor::<Aes256>::new(&key.into(), &iv.into())
+        .decrypt_padded::<Pkcs7>(&mut buffer)
+        .map_err(|_| "decryption failed: wrong passphrase or damaged file".to_owned())?;
+    Ok(plaintext.to_vec())
+}
+
+/// Reads salt, iteration count and IV from a PBES2 AlgorithmIdentifier.
+fn parse_pbes2(algorithm: &[u8]) -> Result<(Vec<u8>, u32, Vec<u8>), String> {
+    let unsupported = |what: &str| format!("unsupported encryption: {what}");
+    yasna::parse_der(algorithm, |reader| {
+        reader.read_sequence(|reader| {
+            let scheme = reader.next().read_oid()?;
+            if scheme != oid(OID_PBES2) {
+                return Ok(Err(unsupported(&format!(
+                    "scheme {scheme}, expected PBES2"
+                ))));
+            }
+            reader.next().read_sequence(|reader| {
+                let (kdf, salt, iterations, prf) = reader.next().read_sequence(|reader| {
+                    let kdf = reader.next().read_oid()?;
+                    let (salt, iterations, prf) = reader.next().read_sequence(|reader| {
+                        let salt = reader.next().read_bytes()?;
+                        let iterations = reader.next().read_u32()?;
+                        // RFC 8018 appendix A.2: without a prf, PBKDF2 uses HMAC-SHA1.
+                        let prf = reader.read_optional(|reader| {
+                            reader.read_sequence(|reader| {
+                                let prf = reader.next().read_oid()?;
+                                reader.read_optional(|reader| reader.read_null())?;
+                                Ok(prf)
+                            })
+                        })?;
+                        Ok((salt, iterations, prf))
+                    })?;
+                    Ok((kdf, salt, iterations, prf))
+                })?;
+                let (cipher, iv) = reader.next().read_sequence(|reader| {
+                    Ok((reader.next().read_oid()?, reader.next().read_bytes()?))
+                })?;
+                if kdf != oid(OID_PBKDF2) {
+                    return Ok(Err(unsupported(&format!("key derivation {kdf}"))));
+                }
+                if prf != Some(oid(OID_HMAC_WITH_SHA256)) {
+                    return Ok(Err(unsupported("PBKDF2 PRF other than HMAC-SHA256")));
+                }
+                if cipher != oid(OID_AES_256_CBC) {
+                    return Ok(Err(unsupported(&format!("cipher {cipher}"))));
+                }
+                Ok(Ok((salt, iterations, iv)))
+            })
+        })
+    })
+    .map_err(|error| format!("invalid PBES2 parameters: {error}"))?
 }
 
 /// Computes the MacData (RFC 7292 section 4) over the DER of the authenticated safe.

@@ -67,6 +67,14 @@ certs:
 	elif [ $$status \-ne 0 ]; then exit $$status; fi
 .fi
 .PP
+A private CA, a server certificate and a first client:
+.PP
+.nf
+acme\-dl pki init \-\-dir /etc/acme\-dl/pki
+acme\-dl pki server \-\-dir /etc/acme\-dl/pki \-\-name certs.example.net
+acme\-dl pki client \-\-dir /etc/acme\-dl/pki \-\-name web412 \-\-lineage example.com
+.fi
+.PP
 A systemd service and timer:
 .PP
 .nf
@@ -91,6 +99,9 @@ A lineage installed by the client: a link switched atomically to the current ver
 .TP
 DEST/.acme\-dl\-client.lock
 The lock shared by client runs.
+.TP
+DIR/ca.crt, DIR/client\-trust.pem, DIR/crl.pem, DIR/index.json
+A PKI made by acme\-dl pki init: the root that clients trust, the server's ca and crl settings, and the index of issued certificates. docs/pki.md describes every file.
 "#;
 
 fn render() -> Vec<u8> {
@@ -106,7 +117,7 @@ fn render() -> Vec<u8> {
     let mut subcommands = Vec::new();
     man.render_subcommands_section(&mut subcommands).unwrap();
     let subcommands = String::from_utf8(subcommands).unwrap();
-    for name in ["server", "client", "demo", "help"] {
+    for name in ["server", "client", "demo", "pki", "help"] {
         let page = format!("acme\\-dl\\-{name}(1)");
         assert!(
             subcommands.contains(&page),
@@ -114,7 +125,7 @@ fn render() -> Vec<u8> {
         );
     }
     let subcommands =
-        ["server", "client", "demo", "help"]
+        ["server", "client", "demo", "pki", "help"]
             .iter()
             .fold(subcommands, |text, name| {
                 text.replace(
@@ -125,16 +136,13 @@ fn render() -> Vec<u8> {
     out.extend_from_slice(subcommands.as_bytes());
     for name in ["server", "client", "demo"] {
         let subcommand = command.find_subcommand(name).unwrap().clone();
-        let mut section = Vec::new();
-        clap_mangen::Man::new(subcommand)
-            .render_options_section(&mut section)
-            .unwrap();
-        let text = String::from_utf8(section).unwrap().replacen(
-            ".SH OPTIONS",
-            &format!(".SH {} OPTIONS", name.to_uppercase()),
-            1,
-        );
-        out.extend_from_slice(text.as_bytes());
+        render_options(&mut out, subcommand, name);
+    }
+    // Each pki command has options of its own; the group has none beyond the global ones.
+    let pki = command.find_subcommand("pki").unwrap();
+    for subcommand in pki.get_subcommands() {
+        let title = format!("pki {}", subcommand.get_name());
+        render_options(&mut out, subcommand.clone(), &title);
     }
     writeln!(out, ".SH \"EXIT STATUS\"").unwrap();
     for (code, meaning) in EXIT_STATUS {
@@ -144,6 +152,20 @@ fn render() -> Vec<u8> {
     out.extend_from_slice(EXAMPLES.as_bytes());
     out.extend_from_slice(b".SH \"SEE ALSO\"\ncertbot(1), systemd.timer(5), crontab(5)\n");
     out
+}
+
+/// Appends the options section of `command`, titled "NAME OPTIONS".
+fn render_options(out: &mut Vec<u8>, command: clap::Command, name: &str) {
+    let mut section = Vec::new();
+    clap_mangen::Man::new(command)
+        .render_options_section(&mut section)
+        .unwrap();
+    let text = String::from_utf8(section).unwrap().replacen(
+        ".SH OPTIONS",
+        &format!(".SH \"{} OPTIONS\"", name.to_uppercase()),
+        1,
+    );
+    out.extend_from_slice(text.as_bytes());
 }
 
 #[test]

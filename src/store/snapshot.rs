@@ -389,7 +389,10 @@ mod tests {
         let Current::Fresh(second) = cache.current(&store, &lineage).unwrap() else {
             panic!("not fresh")
         };
-        assert_ne!(second.hashes, first.hashes, "a change in a subdirectory went unseen");
+        assert_ne!(
+            second.hashes, first.hashes,
+            "a change in a subdirectory went unseen"
+        );
     }
 
     #[test]
