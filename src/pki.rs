@@ -66,13 +66,11 @@ impl KeyAlgorithm {
 
 /// Generates an RSA key with the `rsa` crate and loads it into ring as PKCS#8, so that
 /// certificates are signed with RSASSA-PKCS1-v1_5 and SHA-256.
-///
-/// NOTE: the `rsa` crate 0.9 has a timing side channel in its private-key operations
-/// (RUSTSEC-2023-0071). acme-dl only generates keys with it and ring does every signature.
+/// The `rsa` crate only generates the key; ring makes every signature with it.
 fn generate_rsa(bits: usize) -> Result<KeyPair, PkiError> {
     use rsa::pkcs8::EncodePrivateKey;
 
-    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, bits)
+    let key = rsa::PrivateKey::new(&mut getrandom::SysRng, bits)
         .map_err(|error| PkiError(format!("generating an RSA {bits} key failed: {error}")))?;
     let der = key
         .to_pkcs8_der()
