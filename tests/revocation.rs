@@ -12,52 +12,9 @@ use acme_dl::identity::Identity as PeerIdentity;
 use acme_dl::pki::{LeafSpec, Usage};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use support::harness::{Deployment, Identity, describe, run_client};
-
-type Stream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-fn connect(addr: std::net::SocketAddr, config: &Arc<rustls::ClientConfig>) -> Stream {
-    let connection =
-        rustls::ClientConnection::new(config.clone(), ServerName::try_from("localhost").unwrap())
-            .unwrap();
-    let tcp = TcpStream::connect(addr).unwrap();
-    tcp.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
-    rustls::StreamOwned::new(connection, tcp)
-}
-
-/// Sends a keep-alive GET and returns the status code, or the error.
-fn get(stream: &mut Stream, path: &str) -> Result<u16, String> {
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").map_err(|e| e.to_string())?;
-    stream.flush().map_err(|e| e.to_string())?;
-    let mut received = Vec::new();
-    let mut buffer = [0u8; 8192];
-    loop {
-        let count = stream.read(&mut buffer).map_err(|e| e.to_string())?;
-        if count == 0 {
-            return Err("connection closed".to_owned());
-        }
-        received.extend_from_slice(&buffer[..count]);
-        let text = String::from_utf8_lossy(&received);
-        if let Some(head_end) = text.find("\r\n\r\n") {
-            let length: usize = text[..head_end]
-                .lines()
-                .find_map(|line| {
-                    line.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap_or(0))
-                })
-                .unwrap_or(0);
-            if received.len() >= head_end + 4 + length {
-                return text
-                    .split_whitespace()
-                    .nth(1)
-                    .and_then(|code| code.parse().ok())
-                    .ok_or_else(|| text.to_string());
-            }
-        }
-    }
-}
+use support::harness::{
+    Deployment, Identity, describe, keep_alive_get as get, keep_alive_stream as connect, run_client,
+};
 
 fn serial_bytes(identity: &Identity) -> (String, Vec<u8>) {
     let der = CertificateDer::from_pem_file(&identity.cert).unwrap();

@@ -3,14 +3,15 @@
 
 mod support;
 
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::SystemTime;
 
 use acme_dl::pki::{LeafSpec, Usage};
 use support::harness::{
-    Deployment as Setup, Identity, Pki, ServerProcess, anonymous_handshake, describe, raw_request,
-    run_client, write_lineage,
+    Deployment as Setup, Identity, Pki, ServerProcess, anonymous_handshake, client_tls_config,
+    describe, keep_alive_get, keep_alive_stream, raw_request, run_client, write_lineage,
 };
 
 fn mtimes(dir: &Path) -> Vec<(String, SystemTime)> {
@@ -682,4 +683,39 @@ fn server_auth_only_client_is_rejected() {
         "subject=\"CN=misissued-host\"",
     ]);
     assert!(!setup.dest.join("example.com").exists());
+}
+
+#[test]
+fn idle_connection_serves_after_parking() {
+    // A pause longer than the server's parking grace (250 ms) ends hyper's side of the
+    // connection; the same TLS connection must still serve the next requests, and two
+    // requests sent together after another pause must both be answered.
+    let deployment = Setup::new(&["example.com"]);
+    let config = client_tls_config(&deployment.pki.client);
+    let mut stream = keep_alive_stream(deployment.server.addr, &config);
+    let path = "/download/example.com/chain.pem";
+    assert_eq!(keep_alive_get(&mut stream, path), Ok(200));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+    assert_eq!(keep_alive_get(&mut stream, path), Ok(200));
+    std::thread::sleep(std::time::Duration::from_millis(600));
+
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    stream
+        .write_all(format!("{request}{request}").as_bytes())
+        .unwrap();
+    stream.flush().unwrap();
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 8192];
+    while String::from_utf8_lossy(&received)
+        .matches("HTTP/1.1 200")
+        .count()
+        < 2
+    {
+        let count = stream.read(&mut buffer).unwrap();
+        assert!(
+            count > 0,
+            "connection closed before the second pipelined response"
+        );
+        received.extend_from_slice(&buffer[..count]);
+    }
 }

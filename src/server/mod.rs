@@ -6,12 +6,13 @@
 mod http;
 mod idle;
 mod limits;
+mod park;
 mod throttle;
 
 use std::cell::RefCell;
 use std::future::Future;
-use std::pin::Pin;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -32,6 +33,7 @@ use crate::tls::{self, REJECTED_CLIENT_CERT};
 
 use idle::IdleTimeout;
 pub use limits::LimitSettings;
+use park::Parking;
 
 /// How long in-flight requests may run after a stop signal before connections are dropped.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -41,6 +43,10 @@ const MAX_HEADER_BYTES: usize = 8 * 1024;
 
 /// Failed handshakes logged per second; the rest are counted in the next line.
 const HANDSHAKE_LOG_LINES_PER_SECOND: u32 = 20;
+
+/// How long a kept-alive connection may be silent after a response before hyper's
+/// buffers are released; fleet clients send their requests back to back, well within it.
+const PARK_AFTER: Duration = Duration::from_millis(250);
 
 /// How long a rejected handshake's connection is drained before it is closed.
 const LINGER_TIME: Duration = Duration::from_secs(2);
@@ -497,8 +503,10 @@ impl Worker {
 /// future that serves it until it closes or `stop` turns true.
 ///
 /// Everything is built here, outside any async state, and the connection is boxed once.
-/// An idle connection then keeps hyper's state and a small future, without the moved-from
-/// copies of the TLS stream that an async function's state would keep.
+/// An idle connection then keeps a small future, without the moved-from copies of the
+/// TLS stream that an async function's state would keep. Once the client has been silent
+/// for [`PARK_AFTER`] after a response, hyper's connection and its buffers are dropped
+/// (see `park`) and a new one is built when the next request starts.
 #[allow(clippy::too_many_arguments)]
 fn serve_tls(
     tls_stream: tokio_rustls::server::TlsStream<TcpStream>,
@@ -526,7 +534,8 @@ fn serve_tls(
     let served = Arc::new(AtomicUsize::new(0));
     let service = service_fn(move |request| {
         let number = served.fetch_add(1, Ordering::Relaxed) + 1;
-        http::handle(
+        // Boxed so that hyper's connection can be taken apart when it parks.
+        Box::pin(http::handle(
             request,
             shared.clone(),
             client.clone(),
@@ -534,38 +543,78 @@ fn serve_tls(
             peer,
             saturated,
             number,
-        )
+        ))
     });
-    let io = TokioIo::new(IdleTimeout::new(tls_stream, idle_timeout));
-    let mut connection = Box::pin(
-        http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(header_timeout)
-            .max_buf_size(MAX_HEADER_BYTES.max(8192))
-            .max_header_size(MAX_HEADER_BYTES)
-            .serve_connection(io, service),
-    );
-    Box::pin(async move {
-        let result = tokio::select! {
-            result = connection.as_mut() => result,
-            _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
-                connection.as_mut().graceful_shutdown();
-                connection.as_mut().await
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(MAX_HEADER_BYTES.max(8192))
+        .max_header_size(MAX_HEADER_BYTES);
+    let io = Parking::new(IdleTimeout::new(tls_stream, idle_timeout), PARK_AFTER);
+    let mut connection = Box::new(builder.serve_connection(TokioIo::new(io), service));
+    let serving = Box::pin(async move {
+        loop {
+            let result = tokio::select! {
+                result = std::future::poll_fn(|context| connection.poll_without_shutdown(context)) => result,
+                _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => {
+                    Pin::new(&mut *connection).graceful_shutdown();
+                    std::future::poll_fn(|context| connection.poll_without_shutdown(context)).await
+                }
+            };
+            match result {
+                // hyper sends these responses itself (408, 431, 400), before any handler runs.
+                Err(error)
+                    if error.is_timeout() || error.is_parse() || error.is_parse_too_large() =>
+                {
+                    warn!(peer = %peer, client = %client_name, error = %error, "request rejected by the HTTP parser");
+                    return;
+                }
+                Err(error) => {
+                    debug!(peer = %peer, error = %error, "connection closed with an error");
+                    return;
+                }
+                Ok(()) => {}
             }
-        };
-        match result {
-            // hyper sends these responses itself (408, 431, 400), before any handler runs.
-            Err(error)
-                if error.is_timeout() || error.is_parse() || error.is_parse_too_large() =>
-            {
-                warn!(peer = %peer, client = %client_name, error = %error, "request rejected by the HTTP parser");
+            // Taken apart in a block of its own: a local that lived across the awaits below
+            // would keep a slot for the whole TLS stream in this future. Unread bytes are
+            // copied out, because the `Bytes` keeps hyper's 8 KiB read buffer alive, and
+            // the stream is boxed while parked.
+            let (service, unread, mut io) = {
+                let parts = connection.into_parts();
+                (
+                    parts.service,
+                    parts.read_buf.to_vec(),
+                    Box::new(parts.io.into_inner()),
+                )
+            };
+            if !io.is_parked() || *stop.borrow() {
+                // The client closed the connection, or hyper closed it after the last request.
+                let _ = tokio::io::AsyncWriteExt::shutdown(&mut io).await;
+                return;
             }
-            Err(error) => {
-                debug!(peer = %peer, error = %error, "connection closed with an error")
+            // Parked: only the TLS stream is held until the client sends its next byte.
+            debug!(peer = %peer, "connection parked");
+            let mut first = [0u8; 1];
+            let read = tokio::select! {
+                read = tokio::io::AsyncReadExt::read(io.inner_mut(), &mut first) => read,
+                _ = async { stop.wait_for(|stopping| *stopping).await.map(|_| ()) } => return,
+            };
+            match read {
+                Ok(1) => {}
+                Ok(_) => return,
+                Err(error) => {
+                    debug!(peer = %peer, error = %error, "parked connection closed");
+                    return;
+                }
             }
-            Ok(()) => {}
+            let mut replay = unread;
+            replay.push(first[0]);
+            io.resume(bytes::Bytes::from(replay));
+            connection = Box::new(builder.serve_connection(TokioIo::new(*io), service));
         }
-    })
+    });
+    serving
 }
 
 /// Runs the TLS handshake and logs why it failed, naming the rejected certificate.
