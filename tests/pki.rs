@@ -705,3 +705,51 @@ fn import_rejects_mismatched_key() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("does not belong"));
     assert!(!ca.exists(), "a failed import left {}", ca.display());
 }
+
+#[test]
+fn init_failure_leaves_directory_reusable() {
+    // A missing passphrase file fails the command before anything is written, and the
+    // same command succeeds once the file exists; a failed init must not block a rerun.
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let passphrase = dir.path().join("ca.pass");
+    let args = [
+        "init",
+        "--dir",
+        path_str(&ca),
+        "--passphrase-file",
+        path_str(&passphrase),
+    ];
+    let output = pki(&args);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(!ca.exists(), "a failed init left {}", ca.display());
+
+    std::fs::write(&passphrase, "correct horse battery staple\n").unwrap();
+    pki_ok(&args);
+    assert!(ca.join("index.json").exists());
+}
+
+#[test]
+fn list_into_closed_pipe_exits_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    pki_ok(&["init", "--dir", path_str(&ca)]);
+    for name in ["web1", "web2", "web3"] {
+        pki_ok(&["client", "--dir", path_str(&ca), "--name", name]);
+    }
+    let mut child = Command::new(binary())
+        .args(["pki", "list", "--dir", path_str(&ca)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closing the read end before the command writes, as `| head -0` does.
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    assert!(
+        !String::from_utf8_lossy(&output.stderr).contains("panicked"),
+        "{}",
+        describe(&output)
+    );
+}

@@ -32,7 +32,7 @@ pub fn revoke(args: &PkiRevokeArgs) -> Result<(), CaError> {
             time: now,
             reason: reason.clone(),
         });
-        println!(
+        say!(
             "revoked {} {} serial {} ({reason})",
             record.kind.name(),
             display_identity(&record.identity),
@@ -46,7 +46,7 @@ pub fn revoke(args: &PkiRevokeArgs) -> Result<(), CaError> {
     let root = load_root_if_possible(&layout, passphrase.as_deref(), needs_root)?;
     write_crls(&layout, &mut index, root.as_ref(), args.days)?;
     index.save(&layout)?;
-    println!("wrote {}; {RELOAD_HINT}", layout.crl().display());
+    say!("wrote {}; {RELOAD_HINT}", layout.crl().display());
     Ok(())
 }
 
@@ -60,7 +60,7 @@ pub fn regenerate(args: &PkiCrlArgs) -> Result<(), CaError> {
     let root = load_root_if_possible(&layout, passphrase.as_deref(), false)?;
     write_crls(&layout, &mut index, root.as_ref(), args.days)?;
     index.save(&layout)?;
-    println!("wrote {}; {RELOAD_HINT}", layout.crl().display());
+    say!("wrote {}; {RELOAD_HINT}", layout.crl().display());
     Ok(())
 }
 
@@ -184,7 +184,7 @@ pub fn write_crls(
         }
         None => {
             let kept = existing_list(layout, &layout.root_cert())?;
-            println!(
+            say!(
                 "kept the root's revocation list: the root key is encrypted or offline; \
                  pass --passphrase-file to renew it"
             );

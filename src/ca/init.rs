@@ -20,27 +20,27 @@ const FIRST_CRL_DAYS: i64 = 30;
 /// Creates a new PKI with a generated root.
 pub fn init(args: &PkiInitArgs) -> Result<(), CaError> {
     check_days(args.days)?;
-    let layout = Layout::new(&args.pki.dir);
-    prepare_dir(&layout)?;
-    let _lock = DirLock::acquire(&layout)?;
     let passphrase = passphrase(args.pki.passphrase_file.as_deref())?;
+    let layout = Layout::new(&args.pki.dir);
+    in_new_dir(&layout, || {
+        let _lock = DirLock::acquire(&layout)?;
+        let mut spec = CaSpec::new(&args.name, args.days);
+        spec.algorithm = keys::algorithm(args.key_type);
+        let root = Authority::new_root_with(&spec)?;
+        files::write_new(&layout.root_cert(), root.cert_pem().as_bytes(), PUBLIC_MODE)?;
+        let root_key = keys::encode_key(&root.key_pkcs8_der(), passphrase.as_deref())?;
+        files::write_new(&layout.root_key(), &root_key, KEY_MODE)?;
 
-    let mut spec = CaSpec::new(&args.name, args.days);
-    spec.algorithm = keys::algorithm(args.key_type);
-    let root = Authority::new_root_with(&spec)?;
-    files::write_new(&layout.root_cert(), root.cert_pem().as_bytes(), PUBLIC_MODE)?;
-    let root_key = keys::encode_key(&root.key_pkcs8_der(), passphrase.as_deref())?;
-    files::write_new(&layout.root_key(), &root_key, KEY_MODE)?;
-
-    let mut index = Index::new(keys::key_type_name(args.key_type));
-    index.certificates.push(certs::record(
-        root.cert_pem(),
-        Kind::Root,
-        IssuerName::Root,
-    )?);
-    finish(&layout, &root, &args.name, args.key_type, args.days, index)?;
+        let mut index = Index::new(keys::key_type_name(args.key_type));
+        index.certificates.push(certs::record(
+            root.cert_pem(),
+            Kind::Root,
+            IssuerName::Root,
+        )?);
+        finish(&layout, &root, &args.name, args.key_type, args.days, index)
+    })?;
     if passphrase.is_some() {
-        println!("the root key is encrypted: pki server and pki crl need --passphrase-file");
+        say!("the root key is encrypted: pki server and pki crl need --passphrase-file");
     }
     Ok(())
 }
@@ -83,17 +83,6 @@ pub fn import(args: &PkiImportArgs) -> Result<(), CaError> {
     let cert_pem = String::from_utf8_lossy(&crate::pem::encode("CERTIFICATE", &der)).into_owned();
     let root = Authority::from_pem(&cert_pem, key)?;
 
-    let layout = Layout::new(&args.pki.dir);
-    prepare_dir(&layout)?;
-    let _lock = DirLock::acquire(&layout)?;
-    files::write_new(&layout.root_cert(), cert_pem.as_bytes(), PUBLIC_MODE)?;
-    let root_key = keys::encode_key(&root.key_pkcs8_der(), passphrase.as_deref())?;
-    files::write_new(&layout.root_key(), &root_key, KEY_MODE)?;
-
-    let mut index = Index::new(keys::key_type_name(args.key_type));
-    let mut record = certs::record(&cert_pem, Kind::Root, IssuerName::Root)?;
-    record.imported = true;
-    index.certificates.push(record);
     // The intermediate cannot outlive the CA that signs it.
     let days_left = (info.not_after - OffsetDateTime::now_utc()).whole_days();
     if days_left < 1 {
@@ -103,16 +92,28 @@ pub fn import(args: &PkiImportArgs) -> Result<(), CaError> {
             info.not_after
         )));
     }
-    let name = info.common_name.clone();
-    finish(
-        &layout,
-        &root,
-        &name,
-        args.key_type,
-        args.days.min(days_left),
-        index,
-    )?;
-    println!("certificates the imported CA issued before keep working: it stays a trust anchor");
+    let layout = Layout::new(&args.pki.dir);
+    in_new_dir(&layout, || {
+        let _lock = DirLock::acquire(&layout)?;
+        files::write_new(&layout.root_cert(), cert_pem.as_bytes(), PUBLIC_MODE)?;
+        let root_key = keys::encode_key(&root.key_pkcs8_der(), passphrase.as_deref())?;
+        files::write_new(&layout.root_key(), &root_key, KEY_MODE)?;
+
+        let mut index = Index::new(keys::key_type_name(args.key_type));
+        let mut record = certs::record(&cert_pem, Kind::Root, IssuerName::Root)?;
+        record.imported = true;
+        index.certificates.push(record);
+        let name = info.common_name.clone();
+        finish(
+            &layout,
+            &root,
+            &name,
+            args.key_type,
+            args.days.min(days_left),
+            index,
+        )
+    })?;
+    say!("certificates the imported CA issued before keep working: it stays a trust anchor");
     Ok(())
 }
 
@@ -148,15 +149,15 @@ fn finish(
     crl::write_crls(layout, &mut index, Some(root), FIRST_CRL_DAYS)?;
     index.save(layout)?;
     let dir = layout.dir.display();
-    println!("created the PKI in {dir}:");
-    println!("  {dir}/ca.crt            root CA: clients trust it for the server (client ca)");
-    println!("  {dir}/ca.key            root key");
-    println!("  {dir}/client-ca.crt     intermediate CA for client certificates");
-    println!("  {dir}/client-ca.key     its key");
-    println!("  {dir}/client-trust.pem  root and intermediate: the server's ca setting");
-    println!("  {dir}/crl.pem           revocation lists: the server's crl setting");
-    println!("  {dir}/index.json        every issued certificate");
-    println!("next: acme-dl pki server --dir {dir} --name HOST");
+    say!("created the PKI in {dir}:");
+    say!("  {dir}/ca.crt            root CA: clients trust it for the server (client ca)");
+    say!("  {dir}/ca.key            root key");
+    say!("  {dir}/client-ca.crt     intermediate CA for client certificates");
+    say!("  {dir}/client-ca.key     its key");
+    say!("  {dir}/client-trust.pem  root and intermediate: the server's ca setting");
+    say!("  {dir}/crl.pem           revocation lists: the server's crl setting");
+    say!("  {dir}/index.json        every issued certificate");
+    say!("next: acme-dl pki server --dir {dir} --name HOST");
     Ok(())
 }
 
@@ -175,7 +176,22 @@ fn passphrase(file: Option<&Path>) -> Result<Option<String>, CaError> {
 
 /// Creates the PKI directory with mode 0700, or accepts an empty one, and rejects a
 /// directory with files in it so that an existing PKI is never overwritten.
-fn prepare_dir(layout: &Layout) -> Result<(), CaError> {
+/// Runs `write` in the PKI directory, which must be new or empty. When `write` fails, the
+/// directory is returned to how it was, so that the command can simply be run again.
+fn in_new_dir(
+    layout: &Layout,
+    write: impl FnOnce() -> Result<(), CaError>,
+) -> Result<(), CaError> {
+    let created = prepare_dir(layout)?;
+    let result = write();
+    if result.is_err() {
+        discard(&layout.dir, created);
+    }
+    result
+}
+
+/// Checks that the directory is new or empty and creates it; returns true when it was new.
+fn prepare_dir(layout: &Layout) -> Result<bool, CaError> {
     let dir = &layout.dir;
     if let Ok(mut entries) = std::fs::read_dir(dir)
         && entries.next().is_some()
@@ -190,5 +206,24 @@ fn prepare_dir(layout: &Layout) -> Result<(), CaError> {
             dir.display()
         )));
     }
-    files::create_private_dir(dir)
+    let created = !dir.exists();
+    files::create_private_dir(dir)?;
+    Ok(created)
+}
+
+/// Removes what a failed init or import wrote: the directory itself when it created it,
+/// else everything in it, since it was empty before.
+fn discard(dir: &Path, created: bool) {
+    if created {
+        let _ = std::fs::remove_dir_all(dir);
+        return;
+    }
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let _ = if path.is_dir() && !path.is_symlink() {
+            std::fs::remove_dir_all(&path)
+        } else {
+            std::fs::remove_file(&path)
+        };
+    }
 }

@@ -50,14 +50,14 @@ pub fn server(args: &PkiServerArgs) -> Result<(), CaError> {
 
     print_issued(&index, &cert_path, &key_path, superseded.as_deref());
     let dir = layout.dir.display();
-    println!("server.toml:");
-    println!("  cert = \"{}\"", cert_path.display());
-    println!("  key = \"{}\"", key_path.display());
-    println!("  ca = \"{dir}/client-trust.pem\"");
-    println!("  crl = [\"{dir}/crl.pem\"]");
-    println!("clients verify it with ca = \"{dir}/ca.crt\"");
+    say!("server.toml:");
+    say!("  cert = \"{}\"", cert_path.display());
+    say!("  key = \"{}\"", key_path.display());
+    say!("  ca = \"{dir}/client-trust.pem\"");
+    say!("  crl = [\"{dir}/crl.pem\"]");
+    say!("clients verify it with ca = \"{dir}/ca.crt\"");
     if superseded.is_some() {
-        println!("install the new files and reload the server: systemctl reload acme-dl");
+        say!("install the new files and reload the server: systemctl reload acme-dl");
     }
     Ok(())
 }
@@ -96,14 +96,14 @@ pub fn client(args: &PkiClientArgs) -> Result<(), CaError> {
     index.save(&layout)?;
 
     print_issued(&index, &cert_path, &key_path, superseded.as_deref());
-    println!(
+    say!(
         "client.toml: cert = \"{}\", key = \"{}\", ca = \"{}/ca.crt\"",
         cert_path.display(),
         key_path.display(),
         layout.dir.display()
     );
-    println!("add this rule to the server's configuration, then reload it:\n");
-    print!("{rule}");
+    say!("add this rule to the server's configuration, then reload it:\n");
+    say_raw!("{rule}");
     Ok(())
 }
 
@@ -158,17 +158,17 @@ fn print_issued(index: &Index, cert: &Path, key: &Path, superseded: Option<&str>
             .not_after
             .map(|date| date.date().to_string())
             .unwrap_or_default();
-        println!(
+        say!(
             "issued {} {} serial {}, valid until {expires}",
             record.kind.name(),
             record.identity,
             record.serial
         );
     }
-    println!("  {}", cert.display());
-    println!("  {} (private key, mode 0600)", key.display());
+    say!("  {}", cert.display());
+    say!("  {} (private key, mode 0600)", key.display());
     if let Some(serial) = superseded {
-        println!("supersedes serial {serial}, which stays valid until it expires unless revoked");
+        say!("supersedes serial {serial}, which stays valid until it expires unless revoked");
     }
 }
 

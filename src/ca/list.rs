@@ -13,7 +13,7 @@ pub fn list(args: &PkiListArgs) -> Result<(), CaError> {
     layout.require_existing()?;
     let index = Index::load(&layout)?;
     let now = OffsetDateTime::now_utc();
-    println!(
+    say!(
         "{:<10} {:<24} {:<40} {:<10} {:>9}  STATE",
         "KIND", "IDENTITY", "SERIAL", "EXPIRES", "DAYS-LEFT"
     );
@@ -30,7 +30,7 @@ pub fn list(args: &PkiListArgs) -> Result<(), CaError> {
         } else {
             &record.identity
         };
-        println!(
+        say!(
             "{:<10} {:<24} {:<40} {:<10} {:>9}  {}",
             record.kind.name(),
             identity,

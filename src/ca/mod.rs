@@ -5,6 +5,23 @@
 //! One file per command group: `init` (init and import), `issue` (server and client),
 //! `crl` (revoke and crl), `list`; `files`, `keys`, `certs` and `index` are shared.
 
+/// Prints a line on stdout, ignoring a closed pipe: `pki list | head` must not panic, and
+/// the files are written before anything is printed.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
+/// Prints text on stdout without a line end, ignoring a closed pipe like `say!`.
+macro_rules! say_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod certs;
 mod crl;
 mod files;
