@@ -969,3 +969,51 @@ fn rsa_pkcs1_pki_works_across_pairs() {
     acme_dl_server.wait_for_log(&["check", "client=web-rsa", "lineage=example.com"]);
     go_server.wait_for_log_lines(&["domain example.com: update_required=true"], 1);
 }
+
+#[test]
+fn acme_dl_client_pipelines_checks_to_go_server() {
+    // With several lineages the client sends every check before reading the answers;
+    // Go's net/http must answer them in order on the same connection.
+    let lineages = ["a.example", "b.example", "c.example"];
+    let Some(setup) = Setup::new(&lineages) else {
+        return;
+    };
+    let server = setup.start_go_server();
+    let first = setup.run_acme_dl_client(&server.url(), &lineages);
+    assert_eq!(first.status.code(), Some(0), "{}", describe(&first));
+    for lineage in lineages {
+        assert!(
+            setup.installed(lineage, "privkey.pem").exists(),
+            "{lineage}"
+        );
+    }
+
+    let mut args = vec![
+        "-v".to_owned(),
+        "--no-syslog".to_owned(),
+        "--config".to_owned(),
+        "/dev/null".to_owned(),
+        "--server".to_owned(),
+        server.url(),
+        "--dest".to_owned(),
+        setup.dest.display().to_string(),
+    ];
+    args.extend(setup.client_identity.args());
+    args.extend(lineages.iter().map(|lineage| (*lineage).to_owned()));
+    let second = run_client(&args);
+    assert_eq!(second.status.code(), Some(0), "{}", describe(&second));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("pipelined checks answered"),
+        "the checks were not pipelined: {}",
+        describe(&second)
+    );
+    for lineage in lineages {
+        server.wait_for_log_lines(&[&format!("domain {lineage}: update_required=false")], 1);
+    }
+    assert_eq!(
+        server.log_lines(&["download of"]).len(),
+        9,
+        "the second sync downloaded files; log:\n{}",
+        server.log()
+    );
+}

@@ -3,6 +3,7 @@
 //! The connection is opened lazily and reopened once if the server closed it between
 //! requests (for example after its idle timeout). What to request is left to `client`.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +19,11 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use tracing::debug;
 
-use super::SyncError;
+use super::{SyncError, pipeline};
+use crate::protocol::CHECK_PATH;
 use crate::tls;
 
 /// Port of the server when the URL names none, the deployed pair's port.
@@ -127,7 +130,7 @@ pub struct Reply {
     pub retry_after: Option<Duration>,
 }
 
-fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
+pub(super) fn retry_after(headers: &hyper::HeaderMap) -> Option<Duration> {
     let value = headers.get(header::RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
@@ -150,6 +153,8 @@ pub struct Connection {
     /// The task driving the connection; its error explains a request that failed because
     /// the connection died, such as a TLS alert against our certificate.
     driver: Option<JoinHandle<Result<(), hyper::Error>>>,
+    /// Answers to pipelined checks, by request body, not yet taken by `post_json`.
+    prefetched: HashMap<Vec<u8>, Reply>,
 }
 
 impl Connection {
@@ -166,6 +171,7 @@ impl Connection {
             request_timeout,
             sender: None,
             driver: None,
+            prefetched: HashMap::new(),
         }
     }
 
@@ -173,8 +179,8 @@ impl Connection {
         &self.url
     }
 
-    /// Opens the TCP connection, runs the TLS handshake and starts HTTP/1.1.
-    async fn open(&mut self) -> Result<SendRequest<Full<Bytes>>, SyncError> {
+    /// Opens the TCP connection and runs the TLS handshake.
+    async fn connect(&self) -> Result<TlsStream<TcpStream>, SyncError> {
         let server = self.url.to_string();
         let name = self.url.server_name().map_err(SyncError::Config)?;
         let connect = async {
@@ -190,7 +196,7 @@ impl Connection {
                 .await
                 .map_err(|error| tls_failure(&server, &error))
         };
-        let tls_stream = tokio::time::timeout(self.connect_timeout, connect)
+        tokio::time::timeout(self.connect_timeout, connect)
             .await
             .map_err(|_| SyncError::Unreachable {
                 server: server.clone(),
@@ -198,17 +204,74 @@ impl Connection {
                     "connecting and the TLS handshake timed out after {} s",
                     self.connect_timeout.as_secs()
                 ),
-            })??;
+            })?
+    }
+
+    /// Starts HTTP/1.1 on an established stream.
+    async fn start_http(
+        &mut self,
+        tls_stream: TlsStream<TcpStream>,
+    ) -> Result<SendRequest<Full<Bytes>>, SyncError> {
         let (sender, connection) =
             http1::handshake(TokioIo::new(tls_stream))
                 .await
                 .map_err(|error| SyncError::Unreachable {
-                    server: server.clone(),
+                    server: self.url.to_string(),
                     reason: error.to_string(),
                 })?;
         self.driver = Some(tokio::spawn(connection));
-        debug!(server = %server, "connected");
+        debug!(server = %self.url, "connected");
         Ok(sender)
+    }
+
+    /// Opens the TCP connection, runs the TLS handshake and starts HTTP/1.1.
+    async fn open(&mut self) -> Result<SendRequest<Full<Bytes>>, SyncError> {
+        let tls_stream = self.connect().await?;
+        self.start_http(tls_stream).await
+    }
+
+    /// Opens the connection and sends every check body at once (see `pipeline`). The
+    /// answers are kept for `post_json`; a check left unanswered is sent again by it.
+    /// Failures here are not errors: the checks are then simply sent one by one.
+    pub async fn pipeline_checks(&mut self, bodies: &[Vec<u8>]) {
+        if self.sender.is_some() || bodies.len() < 2 {
+            return;
+        }
+        let Ok(mut tls_stream) = self.connect().await else {
+            // The first request reconnects and reports the failure with its context.
+            return;
+        };
+        let head = format!(
+            "POST {}{CHECK_PATH} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n",
+            self.url.prefix, self.url.authority
+        );
+        let exchange = pipeline::send_checks(&mut tls_stream, &head, bodies, MAX_RESPONSE_BYTES);
+        let Ok((answers, stop)) = tokio::time::timeout(self.request_timeout, exchange).await else {
+            debug!(server = %self.url, "pipelined checks timed out; sending them one by one");
+            return;
+        };
+        match &stop {
+            Some(pipeline::Stop::Failed(reason)) => debug!(
+                server = %self.url,
+                sent = bodies.len(),
+                answered = answers.len(),
+                reason = %reason,
+                "pipelined checks stopped early; the rest are sent one by one"
+            ),
+            Some(pipeline::Stop::Closed) => debug!(
+                server = %self.url,
+                sent = bodies.len(),
+                answered = answers.len(),
+                "the server closed the connection during pipelined checks"
+            ),
+            None => debug!(server = %self.url, sent = bodies.len(), "pipelined checks answered"),
+        }
+        self.prefetched = answers;
+        if stop.is_none()
+            && let Ok(sender) = self.start_http(tls_stream).await
+        {
+            self.sender = Some(sender);
+        }
     }
 
     /// Sends a request on the shared connection, reconnecting once if it was closed.
@@ -278,6 +341,11 @@ impl Connection {
 
     /// Sends `POST /api/check` with a JSON body.
     pub async fn post_json(&mut self, path: &str, body: Vec<u8>) -> Result<Reply, SyncError> {
+        if path == CHECK_PATH
+            && let Some(reply) = self.prefetched.remove(&body)
+        {
+            return Ok(reply);
+        }
         let uri = format!("{}{path}", self.url.prefix);
         let host = self.url.authority.clone();
         let body = Bytes::from(body);

@@ -8,6 +8,7 @@ mod backoff;
 mod connection;
 mod hooks;
 mod lock;
+mod pipeline;
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -294,6 +295,15 @@ pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunRep
         keep_previous: settings.keep_previous,
         ..InstallOptions::default()
     };
+    // Every check goes out at once; each lineage below then takes its answer, or sends
+    // its check again when the pipeline did not bring one.
+    let bodies: Vec<Vec<u8>> = settings
+        .lineages
+        .iter()
+        .filter_map(|lineage| check_body(lineage).ok())
+        .collect();
+    connection.pipeline_checks(&bodies).await;
+
     let mut outcomes = Vec::with_capacity(settings.lineages.len());
     for lineage in &settings.lineages {
         let options = InstallOptions {
@@ -398,19 +408,10 @@ async fn sync_lineage(
     // A run killed mid-install leaves a staging directory; a current lineage is never
     // installed again, so the cleaning happens here.
     install::clean_up(&lineage.dir);
-    let mut local = local_hashes(lineage)?;
     if let Some(missing) = missing_output(lineage) {
-        // The lineage's table names a file the installed set lacks (a new `combined`, or
-        // a deleted cert.pem). A missing full chain makes the server send the set again.
         info!(lineage = %name, file = %missing, "configured file missing; fetching the set again");
-        local.fullchain_hash = MISSING_FILE_HASH.to_owned();
     }
-    let request = CheckRequest {
-        domain: name.to_string(),
-        hashes: local,
-    };
-    let body =
-        serde_json::to_vec(&request).map_err(|failure| SyncError::Local(failure.to_string()))?;
+    let body = check_body(lineage)?;
     let reply = connection.post_json(CHECK_PATH, body).await?;
     ensure_ok(&reply, "check")?;
     let answer: CheckResponse =
@@ -569,6 +570,21 @@ fn ensure_ok(reply: &connection::Reply, what: &str) -> Result<(), SyncError> {
 const MAX_LOCAL_FILE: u64 = 1024 * 1024;
 
 /// Hashes the local copies; a missing file hashes to 64 zeros, as the protocol requires.
+/// Builds the body of a lineage's check from the installed set.
+fn check_body(lineage: &LineageSettings) -> Result<Vec<u8>, SyncError> {
+    let mut local = local_hashes(lineage)?;
+    if missing_output(lineage).is_some() {
+        // The lineage's table names a file the installed set lacks (a new `combined`, or
+        // a deleted cert.pem). A missing full chain makes the server send the set again.
+        local.fullchain_hash = MISSING_FILE_HASH.to_owned();
+    }
+    let request = CheckRequest {
+        domain: lineage.name.to_string(),
+        hashes: local,
+    };
+    serde_json::to_vec(&request).map_err(|failure| SyncError::Local(failure.to_string()))
+}
+
 fn local_hashes(lineage: &LineageSettings) -> Result<SetHashes, SyncError> {
     let hash = |name: &str| -> Result<String, SyncError> {
         let path = lineage.dir.join(name);

@@ -553,7 +553,7 @@ fn serve_tls(
         .max_header_size(MAX_HEADER_BYTES);
     let io = Parking::new(IdleTimeout::new(tls_stream, idle_timeout), PARK_AFTER);
     let mut connection = Box::new(builder.serve_connection(TokioIo::new(io), service));
-    let serving = Box::pin(async move {
+    Box::pin(async move {
         loop {
             let result = tokio::select! {
                 result = std::future::poll_fn(|context| connection.poll_without_shutdown(context)) => result,
@@ -611,10 +611,9 @@ fn serve_tls(
             let mut replay = unread;
             replay.push(first[0]);
             io.resume(bytes::Bytes::from(replay));
-            connection = Box::new(builder.serve_connection(TokioIo::new(*io), service));
+            *connection = builder.serve_connection(TokioIo::new(*io), service);
         }
-    });
-    serving
+    })
 }
 
 /// Runs the TLS handshake and logs why it failed, naming the rejected certificate.
