@@ -121,11 +121,24 @@ pub fn load_crls(
         let pem: Vec<_> = CertificateRevocationListDer::pem_slice_iter(&bytes)
             .collect::<Result<_, _>>()
             .map_err(|error| file_error(pem_reason(&error)))?;
-        if pem.is_empty() {
-            lists.push(CertificateRevocationListDer::from(bytes));
+        let found = if pem.is_empty() {
+            vec![CertificateRevocationListDer::from(bytes)]
         } else {
-            lists.extend(pem);
+            pem
+        };
+        // Checked here so that a broken file is named, not reported later by the verifier
+        // builder without a path.
+        for list in &found {
+            use x509_parser::prelude::FromDer;
+            if let Err(error) =
+                x509_parser::revocation_list::CertificateRevocationList::from_der(list.as_ref())
+            {
+                return Err(file_error(format!(
+                    "not a certificate revocation list in PEM or DER ({error})"
+                )));
+            }
         }
+        lists.extend(found);
     }
     Ok(lists)
 }
@@ -244,7 +257,8 @@ fn check_crl_issuers(
             return Err(TlsSetupError::Config {
                 reason: format!(
                     "revocation list issued by {} in {} matches no CA of {}; it would revoke \
-                     nothing, so give the list of the fleet's CA",
+                     nothing, so give the list of the fleet's CA, or add its issuer to the CA \
+                     bundle (with acme-dl pki, ca is client-trust.pem)",
                     crl.issuer(),
                     files.join(", "),
                     ca.display()
@@ -563,4 +577,26 @@ fn describe_alert_from_server(alert: AlertDescription) -> String {
         _ => "the server aborted the TLS connection",
     };
     format!("{hint} (TLS alert {alert:?})")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crl_load_names_unreadable_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fleet.crl");
+        for content in [&b"garbage\n"[..], b""] {
+            std::fs::write(&path, content).unwrap();
+            let error = load_crls(std::slice::from_ref(&path))
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(&path.display().to_string()), "{error}");
+            assert!(
+                error.contains("not a certificate revocation list"),
+                "{error}"
+            );
+        }
+    }
 }

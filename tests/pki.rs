@@ -753,3 +753,29 @@ fn list_into_closed_pipe_exits_cleanly() {
         describe(&output)
     );
 }
+
+#[test]
+fn failed_revoke_reports_nothing_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    pki_ok(&["init", "--dir", path_str(&ca)]);
+    pki_ok(&["client", "--dir", path_str(&ca), "--name", "web415"]);
+    let missing = dir.path().join("missing.pass");
+    let output = pki(&[
+        "revoke",
+        "--dir",
+        path_str(&ca),
+        "web415",
+        "--passphrase-file",
+        path_str(&missing),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        !String::from_utf8_lossy(&output.stdout).contains("revoked"),
+        "a failed revoke claimed success: {}",
+        describe(&output)
+    );
+    let list = pki_ok(&["list", "--dir", path_str(&ca)]);
+    let line = list.lines().find(|line| line.contains("web415")).unwrap();
+    assert!(line.ends_with("valid"), "{line}");
+}

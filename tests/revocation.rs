@@ -4,14 +4,10 @@
 
 mod support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::sync::Arc;
-
 use acme_dl::identity::Identity as PeerIdentity;
 use acme_dl::pki::{LeafSpec, Usage};
+use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
 use support::harness::{
     Deployment, Identity, describe, keep_alive_get as get, keep_alive_stream as connect, run_client,
 };

@@ -26,18 +26,20 @@ pub fn revoke(args: &PkiRevokeArgs) -> Result<(), CaError> {
     let targets = select_targets(&mut index, args, now)?;
 
     let reason = reason_name(args.reason);
+    // Reported only once the lists and the index are written: a failure revokes nothing.
+    let mut revoked = Vec::with_capacity(targets.len());
     for &position in &targets {
         let record = &mut index.certificates[position];
         record.revoked = Some(Revoked {
             time: now,
             reason: reason.clone(),
         });
-        say!(
+        revoked.push(format!(
             "revoked {} {} serial {} ({reason})",
             record.kind.name(),
             display_identity(&record.identity),
             record.serial
-        );
+        ));
     }
     let needs_root = targets
         .iter()
@@ -46,6 +48,9 @@ pub fn revoke(args: &PkiRevokeArgs) -> Result<(), CaError> {
     let root = load_root_if_possible(&layout, passphrase.as_deref(), needs_root)?;
     write_crls(&layout, &mut index, root.as_ref(), args.days)?;
     index.save(&layout)?;
+    for line in revoked {
+        say!("{line}");
+    }
     say!("wrote {}; {RELOAD_HINT}", layout.crl().display());
     Ok(())
 }

@@ -178,10 +178,7 @@ fn passphrase(file: Option<&Path>) -> Result<Option<String>, CaError> {
 /// directory with files in it so that an existing PKI is never overwritten.
 /// Runs `write` in the PKI directory, which must be new or empty. When `write` fails, the
 /// directory is returned to how it was, so that the command can simply be run again.
-fn in_new_dir(
-    layout: &Layout,
-    write: impl FnOnce() -> Result<(), CaError>,
-) -> Result<(), CaError> {
+fn in_new_dir(layout: &Layout, write: impl FnOnce() -> Result<(), CaError>) -> Result<(), CaError> {
     let created = prepare_dir(layout)?;
     let result = write();
     if result.is_err() {

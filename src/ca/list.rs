@@ -15,7 +15,11 @@ pub fn list(args: &PkiListArgs) -> Result<(), CaError> {
     let now = OffsetDateTime::now_utc();
     say!(
         "{:<10} {:<24} {:<40} {:<10} {:>9}  STATE",
-        "KIND", "IDENTITY", "SERIAL", "EXPIRES", "DAYS-LEFT"
+        "KIND",
+        "IDENTITY",
+        "SERIAL",
+        "EXPIRES",
+        "DAYS-LEFT"
     );
     for record in &index.certificates {
         let (expires, days_left) = match record.not_after {
