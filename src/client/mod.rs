@@ -297,15 +297,17 @@ pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunRep
     };
     // Every check goes out at once; each lineage below then takes its answer, or sends
     // its check again when the pipeline did not bring one.
-    let bodies: Vec<Vec<u8>> = settings
+    // A body that cannot be built now fails again below, with its lineage's error.
+    let mut bodies: Vec<Option<Vec<u8>>> = settings
         .lineages
         .iter()
-        .filter_map(|lineage| check_body(lineage).ok())
+        .map(|lineage| check_body(lineage).ok())
         .collect();
-    connection.pipeline_checks(&bodies).await;
+    let pipelined: Vec<Vec<u8>> = bodies.iter().flatten().cloned().collect();
+    connection.pipeline_checks(&pipelined).await;
 
     let mut outcomes = Vec::with_capacity(settings.lineages.len());
-    for lineage in &settings.lineages {
+    for (lineage, body) in settings.lineages.iter().zip(bodies.iter_mut()) {
         let options = InstallOptions {
             ownership: lineage.ownership,
             ..options
@@ -313,6 +315,7 @@ pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunRep
         let outcome = match sync_with_retries(
             &mut connection,
             lineage,
+            body.take(),
             &options,
             settings.retries,
             deadline,
@@ -353,9 +356,12 @@ fn log_failure(lineage: &LineageName, failure: &SyncError) {
 }
 
 /// Retries a lineage after transient failures, with backoff, until `deadline`.
+/// `body` is the lineage's check as built at the start of the run, used by the first
+/// attempt; retries build it again.
 async fn sync_with_retries(
     connection: &mut Connection,
     lineage: &LineageSettings,
+    mut body: Option<Vec<u8>>,
     options: &InstallOptions,
     retries: u32,
     deadline: Instant,
@@ -363,17 +369,20 @@ async fn sync_with_retries(
     let mut attempt = 0;
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let result =
-            match tokio::time::timeout(remaining, sync_lineage(connection, lineage, options)).await
-            {
-                Ok(result) => result,
-                Err(_) => {
-                    return Err(SyncError::Unreachable {
-                        server: connection.url().to_string(),
-                        reason: "the run timeout expired".to_owned(),
-                    });
-                }
-            };
+        let result = match tokio::time::timeout(
+            remaining,
+            sync_lineage(connection, lineage, body.take(), options),
+        )
+        .await
+        {
+            Ok(result) => result,
+            Err(_) => {
+                return Err(SyncError::Unreachable {
+                    server: connection.url().to_string(),
+                    reason: "the run timeout expired".to_owned(),
+                });
+            }
+        };
         let failure = match result {
             Err(failure) if failure.is_transient() && attempt < retries => failure,
             other => return other,
@@ -402,6 +411,7 @@ async fn sync_with_retries(
 async fn sync_lineage(
     connection: &mut Connection,
     lineage: &LineageSettings,
+    body: Option<Vec<u8>>,
     options: &InstallOptions,
 ) -> Result<LineageOutcome, SyncError> {
     let name = &lineage.name;
@@ -411,7 +421,10 @@ async fn sync_lineage(
     if let Some(missing) = missing_output(lineage) {
         info!(lineage = %name, file = %missing, "configured file missing; fetching the set again");
     }
-    let body = check_body(lineage)?;
+    let body = match body {
+        Some(body) => body,
+        None => check_body(lineage)?,
+    };
     let reply = connection.post_json(CHECK_PATH, body).await?;
     ensure_ok(&reply, "check")?;
     let answer: CheckResponse =
