@@ -13,8 +13,8 @@ use super::keys;
 use crate::cli::{PkiCrlArgs, PkiRevokeArgs, RevocationReason};
 use crate::pki::{Authority, Revocation};
 
-const RELOAD_HINT: &str = "the server loads it on SIGHUP: systemctl reload acme-dl \
-                           (or kill -HUP the server's process)";
+const RELOAD_HINT: &str = "the server loads it on SIGHUP: kill -HUP the server's process, \
+                           or reload its systemd unit";
 
 /// Revokes a serial, or every unexpired certificate of an identity, and writes `crl.pem`.
 pub fn revoke(args: &PkiRevokeArgs) -> Result<(), CaError> {

@@ -57,7 +57,7 @@ pub fn server(args: &PkiServerArgs) -> Result<(), CaError> {
     say!("  crl = [\"{dir}/crl.pem\"]");
     say!("clients verify it with ca = \"{dir}/ca.crt\"");
     if superseded.is_some() {
-        say!("install the new files and reload the server: systemctl reload acme-dl");
+        say!("install the new files and reload the server: kill -HUP the server's process");
     }
     Ok(())
 }
