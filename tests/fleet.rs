@@ -266,7 +266,7 @@ fn fleet_started_together_gets_every_set() {
     ];
 
     // Clients and server are fast enough that a hundred splayed clients may never overlap,
-    // so the test holds every connection slot for the first part of the splay window: the
+    // so the test occupies every connection slot for the first part of the splay window: the
     // clients that arrive then see the server saturated and must retry.
     let occupied: Vec<TcpStream> = (0..MAX_CONNECTIONS)
         .map(|_| TcpStream::connect(setup.server.addr).unwrap())

@@ -972,8 +972,8 @@ fn rsa_pkcs1_pki_works_across_pairs() {
 
 #[test]
 fn acme_dl_client_pipelines_checks_to_go_server() {
-    // With several lineages the client sends every check before reading the answers;
-    // Go's net/http must answer them in order on the same connection.
+    // With several lineages the client sends every check before reading the responses;
+    // Go's net/http must respond to them in order on the same connection.
     let lineages = ["a.example", "b.example", "c.example"];
     let Some(setup) = Setup::new(&lineages) else {
         return;
@@ -1003,7 +1003,7 @@ fn acme_dl_client_pipelines_checks_to_go_server() {
     let second = run_client(&args);
     assert_eq!(second.status.code(), Some(0), "{}", describe(&second));
     assert!(
-        String::from_utf8_lossy(&second.stderr).contains("pipelined checks answered"),
+        String::from_utf8_lossy(&second.stderr).contains("pipelined checks all got responses"),
         "the checks were not pipelined: {}",
         describe(&second)
     );

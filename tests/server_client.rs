@@ -689,7 +689,7 @@ fn server_auth_only_client_is_rejected() {
 fn idle_connection_serves_after_parking() {
     // A pause longer than the server's parking grace (250 ms) ends hyper's side of the
     // connection; the same TLS connection must still serve the next requests, and two
-    // requests sent together after another pause must both be answered.
+    // requests sent together after another pause must both get responses.
     let deployment = Setup::new(&["example.com"]);
     let config = client_tls_config(&deployment.pki.client);
     let mut stream = keep_alive_stream(deployment.server.addr, &config);

@@ -153,7 +153,7 @@ pub struct Connection {
     /// The task driving the connection; its error explains a request that failed because
     /// the connection died, such as a TLS alert against our certificate.
     driver: Option<JoinHandle<Result<(), hyper::Error>>>,
-    /// Answers to pipelined checks, by request body, not yet taken by `post_json`.
+    /// Responses to pipelined checks, by request body, not yet taken by `post_json`.
     prefetched: HashMap<Vec<u8>, Reply>,
 }
 
@@ -231,7 +231,7 @@ impl Connection {
     }
 
     /// Opens the connection and sends every check body at once (see `pipeline`). The
-    /// answers are kept for `post_json`; a check left unanswered is sent again by it.
+    /// responses are kept for `post_json`, which sends again any check left without one.
     /// Failures here are not errors: the checks are then simply sent one by one.
     pub async fn pipeline_checks(&mut self, bodies: &[Vec<u8>]) {
         if self.sender.is_some() || bodies.len() < 2 {
@@ -264,7 +264,9 @@ impl Connection {
                 answered = answers.len(),
                 "the server closed the connection during pipelined checks"
             ),
-            None => debug!(server = %self.url, sent = bodies.len(), "pipelined checks answered"),
+            None => {
+                debug!(server = %self.url, sent = bodies.len(), "pipelined checks all got responses")
+            }
         }
         self.prefetched = answers;
         if stop.is_none()

@@ -295,7 +295,7 @@ pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunRep
         keep_previous: settings.keep_previous,
         ..InstallOptions::default()
     };
-    // Every check goes out at once; each lineage below then takes its answer, or sends
+    // Every check goes out at once; each lineage below then takes its response, or sends
     // its check again when the pipeline did not bring one.
     // A body that cannot be built now fails again below, with its lineage's error.
     let mut bodies: Vec<Option<Vec<u8>>> = settings

@@ -3,8 +3,8 @@
 //! lineage.
 //!
 //! HTTP/1.1 lets a client send requests without waiting (RFC 9112, section 9.3.2), and
-//! both hyper's server and Go's net/http answer them in order. hyper's client sends one
-//! request at a time, so the checks are written and their answers parsed here, on the
+//! both hyper's server and Go's net/http respond to them in order. hyper's client sends one
+//! request at a time, so the checks are written and their responses parsed here, on the
 //! TLS stream that hyper then takes over for the downloads. Anything unexpected ends the
 //! pipeline early: the checks it did not answer are then sent one by one as before.
 
@@ -22,7 +22,7 @@ const WINDOW: usize = 32;
 /// Largest response head read, in bytes.
 const MAX_HEAD_BYTES: usize = 16 * 1024;
 
-/// Why the pipeline stopped before every check had its response.
+/// Reason the pipeline stopped before every check had its response.
 #[derive(Debug)]
 pub enum Stop {
     /// The connection can take no more requests (closed, or `Connection: close`).

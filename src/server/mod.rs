@@ -45,7 +45,7 @@ const MAX_HEADER_BYTES: usize = 8 * 1024;
 const HANDSHAKE_LOG_LINES_PER_SECOND: u32 = 20;
 
 /// How long a kept-alive connection may be silent after a response before hyper's
-/// buffers are released; fleet clients send their requests back to back, well within it.
+/// buffers are released. Fleet clients send their requests back to back, well within it.
 const PARK_AFTER: Duration = Duration::from_millis(250);
 
 /// How long a rejected handshake's connection is drained before it is closed.

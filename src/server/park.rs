@@ -8,7 +8,7 @@
 //! which reads that byte first.
 //!
 //! NOTE: a client that sends part of its next request before a response is flushed and
-//! then stalls for the grace period gets its connection closed, because hyper sees the end
+//! then stalls for the grace period gets its connection closed, because hyper reads the end
 //! of stream in the middle of a request. Pipelining clients send whole requests.
 
 use std::io;
