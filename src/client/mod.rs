@@ -352,7 +352,10 @@ fn log_failure(lineage: &LineageName, failure: &SyncError) {
             "lineage failed"
         ),
     }
-    print_error!("lineage {lineage}: {failure}");
+    // On a terminal the run's summary names the failure on stdout already.
+    if !std::io::stdout().is_terminal() {
+        print_error!("lineage {lineage}: {failure}");
+    }
 }
 
 /// Retries a lineage after transient failures, with backoff, until `deadline`.
