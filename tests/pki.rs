@@ -484,6 +484,11 @@ fn reissue_supersedes_and_crl_renumbers() {
     init_server_client(&ca, &[]);
     let out = pki_ok(&["client", "--dir", path_str(&ca), "--name", "web1"]);
     assert!(out.contains("supersedes serial"), "{out}");
+    assert!(
+        out.contains("rule for cn:web1 applies to the new certificate"),
+        "{out}"
+    );
+    assert!(!out.contains("add this rule"), "{out}");
     let list = pki_ok(&["list", "--dir", path_str(&ca)]);
     let states: Vec<&str> = list
         .lines()

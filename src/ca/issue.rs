@@ -102,7 +102,15 @@ pub fn client(args: &PkiClientArgs) -> Result<(), CaError> {
         key_path.display(),
         layout.dir.display()
     );
-    say!("add this rule to the server's configuration, then reload it:\n");
+    if superseded.is_some() {
+        // The identity is the same, so the server's rule for it still applies.
+        say!(
+            "the server's [[access]] rule for cn:{name} applies to the new certificate; \
+             this rule is only needed if the server has none yet:\n"
+        );
+    } else {
+        say!("add this rule to the server's configuration, then reload it:\n");
+    }
     say_raw!("{rule}");
     Ok(())
 }
