@@ -265,9 +265,9 @@ fn fleet_started_together_gets_every_set() {
         RUN_TIMEOUT_SECS.to_string(),
     ];
 
-    // Clients and server are fast enough that a hundred splayed clients may never overlap,
-    // so the test occupies every connection slot for the first part of the splay window: the
-    // clients that arrive then see the server saturated and must retry.
+    // Clients and server are fast enough that a hundred splayed clients may never overlap.
+    // The test therefore occupies every connection slot for the first half of the splay
+    // window, and the clients that arrive then find the server saturated and must retry.
     let occupied: Vec<TcpStream> = (0..MAX_CONNECTIONS)
         .map(|_| TcpStream::connect(setup.server.addr).unwrap())
         .collect();

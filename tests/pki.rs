@@ -713,8 +713,8 @@ fn import_rejects_mismatched_key() {
 
 #[test]
 fn init_failure_leaves_directory_reusable() {
-    // A missing passphrase file fails the command before anything is written, and the
-    // same command succeeds once the file exists; a failed init must not block a rerun.
+    // A missing passphrase file fails the command before anything is written. The same
+    // command then succeeds once the file exists, because a failed init leaves nothing.
     let dir = tempfile::tempdir().unwrap();
     let ca = dir.path().join("ca");
     let passphrase = dir.path().join("ca.pass");

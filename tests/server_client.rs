@@ -688,7 +688,7 @@ fn server_auth_only_client_is_rejected() {
 #[test]
 fn idle_connection_serves_after_parking() {
     // A pause longer than the server's parking grace (250 ms) ends hyper's side of the
-    // connection; the same TLS connection must still serve the next requests, and two
+    // connection. The same TLS connection must still serve the next requests, and two
     // requests sent together after another pause must both get responses.
     let deployment = Setup::new(&["example.com"]);
     let config = client_tls_config(&deployment.pki.client);

@@ -49,7 +49,8 @@ impl Layout {
         self.dir.join("client-trust.pem")
     }
 
-    /// One revocation list per CA: the server's `crl` setting.
+    /// Returns the path of `crl.pem`, one revocation list per CA and the server's `crl`
+    /// setting.
     pub fn crl(&self) -> PathBuf {
         self.dir.join("crl.pem")
     }

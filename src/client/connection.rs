@@ -233,7 +233,7 @@ impl Connection {
     /// Opens the connection and sends every check body at once (see `pipeline`). The
     /// responses are kept for `post_json`, which sends again any check left without one.
     /// Failures here are not errors: the checks are then simply sent one by one.
-    pub async fn pipeline_checks(&mut self, bodies: &[Vec<u8>]) {
+    pub async fn pipeline_checks(&mut self, bodies: &[&[u8]]) {
         if self.sender.is_some() || bodies.len() < 2 {
             return;
         }

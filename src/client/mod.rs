@@ -303,7 +303,7 @@ pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunRep
         .iter()
         .map(|lineage| check_body(lineage).ok())
         .collect();
-    let pipelined: Vec<Vec<u8>> = bodies.iter().flatten().cloned().collect();
+    let pipelined: Vec<&[u8]> = bodies.iter().flatten().map(Vec::as_slice).collect();
     connection.pipeline_checks(&pipelined).await;
 
     let mut outcomes = Vec::with_capacity(settings.lineages.len());

@@ -6,7 +6,7 @@
 //! both hyper's server and Go's net/http respond to them in order. hyper's client sends one
 //! request at a time, so the checks are written and their responses parsed here, on the
 //! TLS stream that hyper then takes over for the downloads. Anything unexpected ends the
-//! pipeline early: the checks it did not answer are then sent one by one as before.
+//! pipeline early, and the checks left without a response are then sent one by one.
 
 use std::collections::HashMap;
 
@@ -36,7 +36,7 @@ pub enum Stop {
 pub async fn send_checks<S>(
     stream: &mut S,
     request_head: &str,
-    bodies: &[Vec<u8>],
+    bodies: &[&[u8]],
     max_body: usize,
 ) -> (HashMap<Vec<u8>, Reply>, Option<Stop>)
 where
@@ -67,7 +67,7 @@ where
         for body in window {
             match reader.next(stream, max_body).await {
                 Ok(Some((reply, keep_alive))) => {
-                    answers.insert(body.clone(), reply);
+                    answers.insert(body.to_vec(), reply);
                     if !keep_alive {
                         return (answers, Some(Stop::Closed));
                     }
@@ -285,7 +285,7 @@ mod tests {
 
     async fn answer(
         server_output: &[u8],
-        bodies: &[Vec<u8>],
+        bodies: &[&[u8]],
     ) -> (HashMap<Vec<u8>, Reply>, Option<Stop>) {
         let (mut client, mut server) = tokio::io::duplex(1 << 20);
         server.write_all(server_output).await.unwrap();
@@ -302,7 +302,7 @@ mod tests {
     async fn pipeline_reads_length_and_chunked_bodies() {
         let output = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}\
 HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n";
-        let bodies = vec![b"one".to_vec(), b"two".to_vec()];
+        let bodies: [&[u8]; 2] = [b"one", b"two"];
         let (answers, stop) = answer(output, &bodies).await;
         assert!(stop.is_none(), "{stop:?}");
         assert_eq!(&answers[&b"one".to_vec()].body[..], b"{}");
@@ -312,7 +312,7 @@ HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n";
     #[tokio::test]
     async fn pipeline_stops_at_connection_close() {
         let output = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
-        let bodies = vec![b"one".to_vec(), b"two".to_vec()];
+        let bodies: [&[u8]; 2] = [b"one", b"two"];
         let (answers, stop) = answer(output, &bodies).await;
         assert!(matches!(stop, Some(Stop::Closed)), "{stop:?}");
         let reply = &answers[&b"one".to_vec()];
@@ -328,7 +328,7 @@ HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n0\r\n\r\n";
             b"SSH-2.0-OpenSSH\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: 5000\r\n\r\n",
         ] {
-            let (_, stop) = answer(output, &[b"one".to_vec()]).await;
+            let (_, stop) = answer(output, &[b"one"]).await;
             assert!(matches!(stop, Some(Stop::Failed(_))), "{stop:?}");
         }
     }

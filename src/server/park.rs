@@ -28,13 +28,13 @@ pub struct Parking<S> {
     replay: Bytes,
     /// Bytes were written since the last flush.
     wrote: bool,
-    /// A response was flushed and no request byte has been read since.
-    between_requests: bool,
     /// This wrapper, not the client, ended hyper's connection.
     parked: bool,
     grace: Duration,
-    /// Deadline of the grace period, armed by a flush; one allocation reused throughout.
+    /// Deadline of the grace period, one allocation reused throughout.
     timer: Pin<Box<Sleep>>,
+    /// A response was flushed and no request byte has been read since, so the grace
+    /// period runs.
     timer_armed: bool,
 }
 
@@ -44,7 +44,6 @@ impl<S> Parking<S> {
             inner,
             replay: Bytes::new(),
             wrote: false,
-            between_requests: false,
             parked: false,
             grace,
             timer: Box::pin(tokio::time::sleep(grace)),
@@ -66,7 +65,6 @@ impl<S> Parking<S> {
     pub fn resume(&mut self, replay: Bytes) {
         self.replay = replay;
         self.parked = false;
-        self.between_requests = false;
         self.wrote = false;
         self.timer_armed = false;
     }
@@ -88,13 +86,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for Parking<S> {
         match Pin::new(&mut self.inner).poll_read(context, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    self.between_requests = false;
                     self.timer_armed = false;
                 }
                 Poll::Ready(Ok(()))
             }
             Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending if self.between_requests && self.timer_armed => {
+            Poll::Pending if self.timer_armed => {
                 match self.timer.as_mut().poll(context) {
                     Poll::Ready(()) => {
                         // End of stream to hyper, which then ends its connection cleanly.
@@ -143,7 +140,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Parking<S> {
         let result = Pin::new(&mut self.inner).poll_flush(context);
         if matches!(result, Poll::Ready(Ok(()))) && self.wrote {
             self.wrote = false;
-            self.between_requests = true;
             // hyper may have polled its read before this flush and will not read again
             // until woken, so the grace timer must wake the task itself.
             let deadline = tokio::time::Instant::now() + self.grace;
