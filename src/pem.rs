@@ -164,7 +164,7 @@ fn trim_ascii(line: &[u8]) -> &[u8] {
 
 /// Decodes standard base64 with padding, rejecting any other character.
 fn decode_base64(text: &[u8]) -> Result<Vec<u8>, String> {
-    if text.len() % 4 != 0 {
+    if !text.len().is_multiple_of(4) {
         return Err(format!(
             "base64 length {} is not a multiple of 4",
             text.len()

@@ -333,6 +333,21 @@ impl Authority {
     /// Issues a leaf certificate with a new key.
     pub fn issue(&self, spec: &LeafSpec) -> Result<Issued, PkiError> {
         let key = spec.algorithm.generate()?;
+        let cert_pem = self.issue_for_key(spec, &key)?;
+        Ok(Issued {
+            cert_pem,
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Issues a leaf certificate for a public key whose private key stays with its
+    /// holder, such as the key of a certificate signing request, and returns it as PEM.
+    /// `spec.algorithm` only decides the key usages that depend on the key type.
+    pub fn issue_for_key(
+        &self,
+        spec: &LeafSpec,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> Result<String, PkiError> {
         let mut params = CertificateParams::new(spec.dns_names.clone())?;
         for ip in &spec.ip_addresses {
             params.subject_alt_names.push(SanType::IpAddress(*ip));
@@ -360,10 +375,6 @@ impl Authority {
         params.not_after = spec.not_after;
         params.serial_number = Some(serial());
         params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&key, &self.issuer)?;
-        Ok(Issued {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok(params.signed_by(public_key, &self.issuer)?.pem())
     }
 }

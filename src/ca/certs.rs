@@ -56,8 +56,13 @@ pub struct CertInfo {
 pub fn read_info(pem: &str) -> Result<CertInfo, String> {
     let der = CertificateDer::from_pem_slice(pem.as_bytes())
         .map_err(|error| format!("no PEM certificate: {error}"))?;
-    let (_, cert) = X509Certificate::from_der(der.as_ref())
-        .map_err(|error| format!("invalid certificate: {error}"))?;
+    read_info_der(der.as_ref())
+}
+
+/// Reads a DER certificate.
+pub fn read_info_der(der: &[u8]) -> Result<CertInfo, String> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|error| format!("invalid certificate: {error}"))?;
     let mut names = Vec::new();
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         for name in &san.value.general_names {
@@ -79,7 +84,7 @@ pub fn read_info(pem: &str) -> Result<CertInfo, String> {
             .to_owned(),
         not_before: cert.validity().not_before.to_datetime(),
         not_after: cert.validity().not_after.to_datetime(),
-        sha256: crate::protocol::sha256_hex(der.as_ref()),
+        sha256: crate::protocol::sha256_hex(der),
         names,
         is_ca: cert.is_ca(),
         public_key: cert.public_key().raw.to_vec(),
@@ -114,6 +119,8 @@ pub fn record(pem: &str, kind: Kind, issuer: IssuerName) -> Result<Record, CaErr
         supersedes: None,
         revoked: None,
         imported: false,
+        public_key_sha256: Some(crate::protocol::sha256_hex(&info.public_key)),
+        renewed: None,
     })
 }
 

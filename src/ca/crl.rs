@@ -134,6 +134,8 @@ fn select_targets(
             supersedes: None,
             revoked: None,
             imported: false,
+            public_key_sha256: None,
+            renewed: None,
         });
         return Ok(vec![index.certificates.len() - 1]);
     }

@@ -80,6 +80,17 @@ pub struct Record {
     /// True for a CA adopted by `pki import` rather than generated.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub imported: bool,
+    /// SHA-256 of the subject public key info, lower-case hex: a renewal request that
+    /// repeats a lost answer is recognized by its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_key_sha256: Option<String>,
+    /// When the server issued this certificate by renewing the one it supersedes.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub renewed: Option<OffsetDateTime>,
 }
 
 /// State of a certificate, as `pki list` prints it.
@@ -153,6 +164,13 @@ impl Index {
     pub fn next_crl_number(&mut self) -> u64 {
         self.crl_number += 1;
         self.crl_number
+    }
+
+    /// Returns the record that names `serial` as the one it superseded.
+    pub fn successor(&self, serial: &str) -> Option<&Record> {
+        self.certificates
+            .iter()
+            .find(|record| record.supersedes.as_deref() == Some(serial))
     }
 
     /// Finds a record by serial, ignoring case, colons and leading zero bytes.

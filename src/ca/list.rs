@@ -7,7 +7,8 @@ use super::files::Layout;
 use super::index::Index;
 use crate::cli::PkiListArgs;
 
-/// Prints one line per certificate: kind, identity, serial, expiry, days left, state.
+/// Prints one line per certificate: kind, identity, serial, expiry, days left, state, and
+/// the serial it replaced, marked when the server renewed it.
 pub fn list(args: &PkiListArgs) -> Result<(), CaError> {
     let layout = Layout::new(&args.dir);
     layout.require_existing()?;
@@ -34,8 +35,13 @@ pub fn list(args: &PkiListArgs) -> Result<(), CaError> {
         } else {
             &record.identity
         };
-        say!(
-            "{:<10} {:<24} {:<40} {:<10} {:>9}  {}",
+        let origin = match (&record.supersedes, record.renewed) {
+            (Some(serial), Some(_)) => format!("  renewed from {serial}"),
+            (Some(serial), None) => format!("  replaces {serial}"),
+            (None, _) => String::new(),
+        };
+        let line = format!(
+            "{:<10} {:<24} {:<40} {:<10} {:>9}  {:<10}{origin}",
             record.kind.name(),
             identity,
             record.serial,
@@ -43,6 +49,7 @@ pub fn list(args: &PkiListArgs) -> Result<(), CaError> {
             days_left,
             index.state(record, now).name()
         );
+        say!("{}", line.trim_end());
     }
     Ok(())
 }

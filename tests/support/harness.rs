@@ -370,6 +370,26 @@ impl Drop for ServerProcess {
     }
 }
 
+/// Runs `acme-dl pki ARGS` and returns its output.
+pub fn pki(args: &[&str]) -> Output {
+    Command::new(binary())
+        .arg("pki")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Runs `acme-dl pki ARGS`, asserts success and returns stdout.
+pub fn pki_ok(args: &[&str]) -> String {
+    let output = pki(args);
+    assert!(
+        output.status.success(),
+        "pki {args:?}: {}",
+        describe(&output)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
 /// Runs `acme-dl client` with `args` and returns its output.
 pub fn run_client(args: &[String]) -> Output {
     Command::new(binary())
