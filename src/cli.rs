@@ -135,6 +135,13 @@ pub struct ClientArgs {
     /// Previous sets kept per lineage for --rollback [default: 2]
     #[arg(long, value_name = "N")]
     pub keep: Option<usize>,
+    /// Days before the client certificate's end from which the client renews it through
+    /// the server [default: the last third of its lifetime]
+    #[arg(long, value_name = "DAYS")]
+    pub renew_before_days: Option<u64>,
+    /// Never renew the client certificate through the server; only warn as its end nears
+    #[arg(long)]
+    pub no_renew_identity: bool,
     /// Lock file that keeps two runs from installing at once [default: DEST/.acme-dl-client.lock]
     #[arg(long, value_name = "FILE")]
     pub lock_file: Option<PathBuf>,

@@ -151,6 +151,7 @@ async fn demonstrate(root: &Path, keep: bool) -> Result<(), DemoError> {
         // One worker: the demonstration serves one client at a time.
         workers: 1,
         crls: Vec::new(),
+        renewal: None,
         limits: crate::server::LimitSettings {
             max_connections_per_ip: 64,
             max_requests_per_connection: 1000,

@@ -224,6 +224,20 @@ impl Policy {
         self.allow_all
     }
 
+    /// Returns the numbers of the rules that name `client` by its certificate's
+    /// fingerprint, which a renewed certificate would no longer match.
+    pub fn fingerprint_rules(&self, client: &Identity) -> Vec<usize> {
+        self.rules
+            .iter()
+            .filter(|rule| {
+                rule.clients.iter().any(|matcher| {
+                    matches!(matcher, ClientMatcher::Fingerprint(_)) && matcher.matches(client)
+                })
+            })
+            .map(|rule| rule.index)
+            .collect()
+    }
+
     /// Decides what `client` may do with `lineage`.
     pub fn decide(&self, client: &Identity, lineage: &LineageName) -> Decision {
         if self.allow_all {

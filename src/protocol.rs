@@ -24,6 +24,11 @@ pub const CHECK_PATH: &str = "/api/check";
 /// Path prefix of the download endpoint: `/download/<lineage>/<file>`.
 pub const DOWNLOAD_PREFIX: &str = "/download/";
 
+/// Path of the renewal endpoint, an acme-dl extension: a client sends a certificate
+/// signing request for a new key and gets a new certificate for its own identity. The
+/// deployed Go server answers 404, which the client reports as "not offered".
+pub const RENEW_PATH: &str = "/api/renew-identity";
+
 /// One file of a Certbot lineage that the protocol names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SetFile {
@@ -132,6 +137,20 @@ impl CheckResponse {
             }
         }
     }
+}
+
+/// Body of `POST /api/renew-identity`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewRequest {
+    /// PKCS#10 certificate signing request, PEM, signed with the client's new key.
+    pub csr: String,
+}
+
+/// Body of a 200 response to `POST /api/renew-identity`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenewResponse {
+    /// The new certificate followed by the CA certificate that signed it, PEM.
+    pub certificate: String,
 }
 
 /// Returns the lower-case hex SHA-256 digest of `data`.

@@ -18,7 +18,7 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     ),
     (
         "2",
-        "Configuration: a bad flag, an unreadable or invalid file, URL, certificate or key, or an invalid lineage name. Nothing was fetched.",
+        "Configuration: a bad flag, an unreadable or invalid file, URL, certificate or key, an expired client certificate, or an invalid lineage name. Nothing was fetched.",
     ),
     (
         "3",
@@ -26,7 +26,7 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     ),
     (
         "4",
-        "Rejected by the server: an HTTP error such as 404 for an unknown lineage or 500 for a lineage broken on the server, or a TLS alert against the client's certificate.",
+        "Rejected by the server: an HTTP error such as 404 for an unknown lineage or 500 for a lineage broken on the server, a TLS alert against the client's certificate, or a refused renewal of the client certificate.",
     ),
     (
         "5",

@@ -3,7 +3,8 @@
 //! revocation lists are generated from it. Certificate generation itself is `crate::pki`.
 //!
 //! One file per command group: `init` (init and import), `issue` (server and client),
-//! `crl` (revoke and crl), `list`; `files`, `keys`, `certs` and `index` are shared.
+//! `crl` (revoke and crl), `list`, and `renew`, which the server runs for a client;
+//! `files`, `keys`, `certs` and `index` are shared.
 
 /// Prints a line on stdout, ignoring a closed pipe: `pki list | head` must not panic, and
 /// the files are written before anything is printed.
@@ -30,9 +31,13 @@ mod init;
 mod issue;
 mod keys;
 mod list;
+mod renew;
 
 use std::fmt;
 use std::path::Path;
+
+pub use keys::encode_key as encode_private_key;
+pub use renew::{RenewalError, RenewalRequest, Renewed, renew};
 
 use crate::cli::PkiCommand;
 use crate::status::ExitStatus;

@@ -9,6 +9,7 @@ mod connection;
 mod hooks;
 mod lock;
 mod pipeline;
+mod renewal;
 
 use std::fmt;
 use std::io::IsTerminal;
@@ -127,17 +128,27 @@ pub struct Update {
     previous: Option<PathBuf>,
 }
 
+/// Result of renewing the client's own certificate, when it was due.
+#[derive(Debug)]
+pub enum IdentityOutcome {
+    Renewed(renewal::Renewed),
+    Failed(SyncError),
+}
+
 /// The result of a run: one outcome per lineage, in the order requested.
 #[derive(Debug)]
 pub struct RunReport {
     pub outcomes: Vec<(LineageName, LineageOutcome)>,
     /// The first on_change command that failed, with its reason.
     pub hook_failure: Option<String>,
+    /// The renewal of the client certificate, when one was due.
+    pub identity: Option<IdentityOutcome>,
 }
 
 impl RunReport {
-    /// Returns the run's status: the first failed lineage's, else a hook failure, else
-    /// success (or `Updated` with `--exit-code` when something changed).
+    /// Returns the run's status: the first failed lineage's, else a hook failure, else a
+    /// failed renewal of the client certificate, else success (or `Updated` with
+    /// `--exit-code` when something changed).
     pub fn exit_status(&self, exit_code: bool) -> ExitStatus {
         let first_failure = self.outcomes.iter().find_map(|(_, outcome)| match outcome {
             LineageOutcome::Failed(failure) => Some(failure.exit_status()),
@@ -149,6 +160,9 @@ impl RunReport {
         }
         if self.hook_failure.is_some() {
             return ExitStatus::HookFailed;
+        }
+        if let Some(IdentityOutcome::Failed(failure)) = &self.identity {
+            return failure.exit_status();
         }
         if exit_code && self.changed() {
             return ExitStatus::Updated;
@@ -202,6 +216,17 @@ impl RunReport {
         }
         if let Some(failure) = &self.hook_failure {
             text.push_str(&format!("hook FAILED: {failure}\n"));
+        }
+        match &self.identity {
+            Some(IdentityOutcome::Renewed(renewed)) => text.push_str(&format!(
+                "client certificate: renewed, serial {}, valid until {}\n",
+                renewed.serial,
+                renewed.not_after.date()
+            )),
+            Some(IdentityOutcome::Failed(failure)) => {
+                text.push_str(&format!("client certificate: renewal FAILED: {failure}\n"));
+            }
+            None => {}
         }
         text
     }
@@ -276,6 +301,12 @@ pub async fn sync_and_run_hooks(
 /// Synchronizes every lineage of the settings over one connection, without hooks.
 pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunReport, SyncError> {
     let url = ServerUrl::parse(&settings.server).map_err(SyncError::Config)?;
+    renewal::finish_interrupted(&settings.tls)?;
+    // An unreadable certificate is reported by the TLS set-up below.
+    let identity = renewal::CurrentCertificate::read(&settings.tls.cert).ok();
+    if let Some(current) = &identity {
+        refuse_expired(current, &settings.tls)?;
+    }
     let config = tls::client_config(&settings.tls)
         .map_err(|failure| SyncError::Config(failure.to_string()))?;
     let mut connection = Connection::new(
@@ -330,10 +361,100 @@ pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunRep
         };
         outcomes.push((lineage.name.clone(), outcome));
     }
+    let identity = match identity {
+        Some(current) => renew_if_due(&mut connection, settings, &current, &outcomes).await,
+        None => None,
+    };
     Ok(RunReport {
         outcomes,
         hook_failure: None,
+        identity,
     })
+}
+
+/// Fails the run before connecting when the client certificate has expired: the server
+/// would refuse the handshake, and such a certificate cannot renew itself.
+fn refuse_expired(
+    current: &renewal::CurrentCertificate,
+    tls: &tls::TlsFiles,
+) -> Result<(), SyncError> {
+    if current.not_after > time::OffsetDateTime::now_utc() {
+        return Ok(());
+    }
+    Err(SyncError::Config(format!(
+        "client certificate {} ({}, serial {}) expired on {}: the server refuses it, and an \
+         expired certificate cannot renew itself. On the CA host run acme-dl pki client \
+         --dir PKI_DIR --name {}, then install the new certificate and key as {} and {}",
+        tls.cert.display(),
+        current.common_name,
+        current.serial,
+        current.not_after.date(),
+        current.common_name,
+        tls.cert.display(),
+        tls.key.display()
+    )))
+}
+
+/// Renews the client certificate when it is in its renewal window, unless renewal is
+/// off or the connection already failed for the lineages.
+async fn renew_if_due(
+    connection: &mut Connection,
+    settings: &ClientSettings,
+    current: &renewal::CurrentCertificate,
+    outcomes: &[(LineageName, LineageOutcome)],
+) -> Option<IdentityOutcome> {
+    let now = time::OffsetDateTime::now_utc();
+    if now < current.renew_from(&settings.identity_renewal) {
+        return None;
+    }
+    let days_left = (current.not_after - now).whole_days();
+    if !settings.identity_renewal.enabled {
+        warn!(
+            cert = %settings.tls.cert.display(),
+            serial = %current.serial,
+            not_after = %current.not_after.date(),
+            days_left = days_left,
+            "client certificate nears its end and renewal is off; issue a new one with acme-dl pki client"
+        );
+        return None;
+    }
+    let unreachable = outcomes.iter().any(|(_, outcome)| {
+        matches!(
+            outcome,
+            LineageOutcome::Failed(SyncError::Unreachable { .. } | SyncError::Untrusted { .. })
+        )
+    });
+    if unreachable {
+        // The lineages' failure already names the cause; the next run renews.
+        return None;
+    }
+    match renewal::renew(connection, &settings.tls, current).await {
+        Ok(renewed) => {
+            info!(
+                cert = %settings.tls.cert.display(),
+                previous_serial = %renewed.previous_serial,
+                serial = %renewed.serial,
+                not_after = %renewed.not_after.date(),
+                "client certificate renewed"
+            );
+            Some(IdentityOutcome::Renewed(renewed))
+        }
+        Err(failure) => {
+            error!(
+                cert = %settings.tls.cert.display(),
+                serial = %current.serial,
+                not_after = %current.not_after.date(),
+                days_left = days_left,
+                status = failure.exit_status().code(),
+                error = %failure,
+                "client certificate renewal failed"
+            );
+            if !std::io::stdout().is_terminal() {
+                print_error!("renewing the client certificate: {failure}");
+            }
+            Some(IdentityOutcome::Failed(failure))
+        }
+    }
 }
 
 fn log_failure(lineage: &LineageName, failure: &SyncError) {
@@ -785,6 +906,7 @@ async fn rollback(settings: &ClientSettings) -> ExitStatus {
     let mut report = RunReport {
         outcomes: Vec::new(),
         hook_failure: None,
+        identity: None,
     };
     for lineage in &settings.lineages {
         let outcome = match install::rollback(&lineage.dir) {
@@ -882,6 +1004,7 @@ mod tests {
                 ),
             ],
             hook_failure: None,
+            identity: None,
         };
         assert_eq!(report.exit_status(false), ExitStatus::Rejected);
         assert!(!report.changed());
@@ -893,9 +1016,14 @@ mod tests {
         let mut report = RunReport {
             outcomes: vec![(name, LineageOutcome::Updated(update("/x")))],
             hook_failure: None,
+            identity: None,
         };
         assert_eq!(report.exit_status(false), ExitStatus::Success);
         assert_eq!(report.exit_status(true), ExitStatus::Updated);
+        report.identity = Some(IdentityOutcome::Failed(SyncError::Rejected {
+            reason: "revoked".into(),
+        }));
+        assert_eq!(report.exit_status(true), ExitStatus::Rejected);
         report.hook_failure = Some("reload".into());
         assert_eq!(report.exit_status(true), ExitStatus::HookFailed);
     }

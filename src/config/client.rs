@@ -68,6 +68,10 @@ pub struct ClientFile {
     pub keep: Option<usize>,
     /// Lock file path.
     pub lock_file: Option<PathBuf>,
+    /// Renew the client certificate through the server when it nears its end.
+    pub renew_identity: Option<bool>,
+    /// Days before the client certificate's end from which it is renewed.
+    pub renew_before_days: Option<u64>,
     /// Lineages fetched with the defaults.
     #[serde(default)]
     pub lineages: Vec<String>,
@@ -171,7 +175,26 @@ pub struct ClientSettings {
     pub lock_file: PathBuf,
     pub exit_code: bool,
     pub rollback: bool,
+    pub identity_renewal: IdentityRenewal,
     pub lineages: Vec<LineageSettings>,
+}
+
+/// When the client renews its own certificate through the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdentityRenewal {
+    pub enabled: bool,
+    /// Time before the certificate's end from which it is renewed; `None` for the last
+    /// third of its lifetime.
+    pub before: Option<Duration>,
+}
+
+impl Default for IdentityRenewal {
+    fn default() -> IdentityRenewal {
+        IdentityRenewal {
+            enabled: true,
+            before: None,
+        }
+    }
 }
 
 impl LineageSettings {
@@ -215,6 +238,7 @@ impl ClientSettings {
             lock_file: dest.join(LOCK_FILE_NAME),
             exit_code: false,
             rollback: false,
+            identity_renewal: IdentityRenewal::default(),
             lineages: lineages
                 .into_iter()
                 .map(|name| LineageSettings::with_defaults(name, &dest))
@@ -279,6 +303,13 @@ impl ClientSettings {
             }),
             exit_code: args.exit_code,
             rollback: args.rollback,
+            identity_renewal: IdentityRenewal {
+                enabled: !args.no_renew_identity && file.renew_identity.unwrap_or(true),
+                before: match pick(args.renew_before_days, file.renew_before_days, || 0) {
+                    0 => None,
+                    days => Some(Duration::from_secs(days.saturating_mul(86_400))),
+                },
+            },
             dest,
             lineages,
         })

@@ -15,7 +15,7 @@ use crate::tls::TlsFiles;
 
 mod client;
 
-pub use client::{ClientSettings, HookSettings, LineageSettings};
+pub use client::{ClientSettings, HookSettings, IdentityRenewal, LineageSettings};
 
 /// Server configuration file read when `--config` is not given and the file exists.
 pub const DEFAULT_SERVER_CONFIG: &str = "/etc/acme-dl/server.toml";
@@ -84,6 +84,75 @@ pub struct ServerFile {
     /// Access rules mapping clients to lineages.
     #[serde(default)]
     pub access: Vec<crate::policy::RuleFile>,
+    /// Renewal of client certificates through the server; off without this table.
+    pub renewal: Option<RenewalFile>,
+}
+
+/// Keys of the server's `[renewal]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewalFile {
+    /// PKI directory made by `acme-dl pki init` or `pki import`.
+    pub pki_dir: PathBuf,
+    /// Days a renewed certificate is valid; by default as long as the one it replaces.
+    pub days: Option<i64>,
+    /// Seconds a certificate issued by a renewal must be held before it renews again.
+    pub min_interval_secs: Option<u64>,
+    /// Renewals the server signs per minute, across all clients.
+    pub max_per_minute: Option<u32>,
+}
+
+/// Renewal of client certificates, resolved.
+#[derive(Debug, Clone)]
+pub struct RenewalSettings {
+    pub pki_dir: PathBuf,
+    pub validity: Option<time::Duration>,
+    pub min_interval: time::Duration,
+    pub max_per_minute: u32,
+}
+
+const DEFAULT_RENEWAL_MIN_INTERVAL_SECS: u64 = 24 * 3600;
+const DEFAULT_RENEWALS_PER_MINUTE: u32 = 60;
+
+impl RenewalSettings {
+    /// Checks the table and that the PKI directory holds what renewal reads. The files
+    /// are read again for each renewal, so a `pki` command's changes apply at once.
+    fn resolve(file: &RenewalFile) -> Result<RenewalSettings, ConfigError> {
+        let dir = &file.pki_dir;
+        for name in ["index.json", "client-ca.crt", "client-ca.key"] {
+            let path = dir.join(name);
+            if let Err(error) = std::fs::File::open(&path) {
+                return Err(ConfigError(format!(
+                    "[renewal] pki_dir: cannot read {}: {error}; point pki_dir at a directory \
+                     made by acme-dl pki init, readable by the server",
+                    path.display()
+                )));
+            }
+        }
+        let validity = match file.days {
+            None => None,
+            Some(days) if (1..=3650).contains(&days) => Some(time::Duration::days(days)),
+            Some(days) => {
+                return Err(ConfigError(format!(
+                    "[renewal] days must be 1 to 3650, got {days}"
+                )));
+            }
+        };
+        let min_interval_secs = file
+            .min_interval_secs
+            .unwrap_or(DEFAULT_RENEWAL_MIN_INTERVAL_SECS);
+        Ok(RenewalSettings {
+            pki_dir: dir.clone(),
+            validity,
+            min_interval: time::Duration::seconds(
+                i64::try_from(min_interval_secs).unwrap_or(i64::MAX),
+            ),
+            max_per_minute: file
+                .max_per_minute
+                .unwrap_or(DEFAULT_RENEWALS_PER_MINUTE)
+                .max(1),
+        })
+    }
 }
 
 /// Everything the server needs to start.
@@ -101,6 +170,7 @@ pub struct ServerSettings {
     pub policy: crate::policy::Policy,
     pub crls: Vec<PathBuf>,
     pub limits: crate::server::LimitSettings,
+    pub renewal: Option<RenewalSettings>,
 }
 
 /// Reads a TOML file: the explicit one, else the default one when it exists, else nothing.
@@ -199,6 +269,11 @@ impl ServerSettings {
                     std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
                 })
                 .max(1),
+            renewal: file
+                .renewal
+                .as_ref()
+                .map(RenewalSettings::resolve)
+                .transpose()?,
         })
     }
 }

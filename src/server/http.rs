@@ -1,4 +1,5 @@
-//! HTTP handling: `POST /api/check` and `GET /download/<lineage>/<file>`.
+//! HTTP handling: `POST /api/check`, `GET /download/<lineage>/<file>`, and the routing
+//! of `POST /api/renew-identity` to `renewal`.
 //!
 //! Every request is checked in full (method, path shape, lineage name, file name, body
 //! size) before the store is touched, and every request is logged once with the client's
@@ -20,22 +21,24 @@ use super::Shared;
 use crate::identity::Identity;
 use crate::lineage::LineageName;
 use crate::policy::Access;
-use crate::protocol::{CHECK_PATH, CheckRequest, CheckResponse, DOWNLOAD_PREFIX, SetFile};
+use crate::protocol::{
+    CHECK_PATH, CheckRequest, CheckResponse, DOWNLOAD_PREFIX, RENEW_PATH, SetFile,
+};
 use crate::store::{Current, Snapshot, StoreError, warn_stale};
 
-type HttpResponse = Response<Full<Bytes>>;
+pub(super) type HttpResponse = Response<Full<Bytes>>;
 
 /// Details of one request that its log line needs.
-struct RequestLog<'a> {
-    client: &'a Identity,
-    peer: SocketAddr,
+pub(super) struct RequestLog<'a> {
+    pub(super) client: &'a Identity,
+    pub(super) peer: SocketAddr,
     method: &'a Method,
     path: &'a str,
 }
 
 impl RequestLog<'_> {
     /// Logs a rejected request and builds its plain-text response.
-    fn reject(&self, status: StatusCode, reason: &str) -> HttpResponse {
+    pub(super) fn reject(&self, status: StatusCode, reason: &str) -> HttpResponse {
         warn!(
             client = %self.client,
             peer = %self.peer,
@@ -102,6 +105,12 @@ pub(super) async fn handle(
         } else {
             method_not_allowed(&log, "POST")
         }
+    } else if path == RENEW_PATH {
+        if method == Method::POST {
+            super::renewal::renew(request, &shared, &log, &peer_state).await
+        } else {
+            method_not_allowed(&log, "POST")
+        }
     } else if let Some(rest) = path.strip_prefix(DOWNLOAD_PREFIX) {
         if method == Method::GET || method == Method::HEAD {
             download(&request, rest, &shared, &log)
@@ -122,50 +131,10 @@ pub(super) async fn handle(
 }
 
 async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>) -> HttpResponse {
-    let limit = shared.max_body_bytes;
-    let declared = request
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > DRAIN_MAX_BYTES as u64) {
-        return log.reject(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("request body is larger than {limit} bytes"),
-        );
-    }
-    // A client trickling its body byte by byte would otherwise hold the connection for as
-    // long as each byte comes before the idle timeout.
-    let reading = tokio::time::timeout(shared.body_timeout, read_body(request.into_body(), limit));
-    let Ok(read) = reading.await else {
-        let mut response = log.reject(
-            StatusCode::REQUEST_TIMEOUT,
-            &format!(
-                "the request body took longer than {} s",
-                shared.body_timeout.as_secs()
-            ),
-        );
-        response
-            .headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return response;
-    };
-    let body = match read {
+    let body = match read_request_body(request, shared, log).await {
         Ok(body) => body,
-        Err(BodyError::TooLarge) => {
-            return log.reject(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("request body is larger than {limit} bytes"),
-            );
-        }
-        Err(BodyError::Read(error)) => {
-            return log.reject(
-                StatusCode::BAD_REQUEST,
-                &format!("reading the body failed: {error}"),
-            );
-        }
+        Err(response) => return *response,
     };
-
     let check: CheckRequest = match serde_json::from_slice(&body) {
         Ok(check) => check,
         Err(error) => {
@@ -216,6 +185,54 @@ async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>
         HeaderValue::from_static("application/json"),
     );
     response
+}
+
+/// Reads a request body within the size limit and the body timeout, or builds the
+/// response that rejects it.
+pub(super) async fn read_request_body(
+    request: Request<Incoming>,
+    shared: &Shared,
+    log: &RequestLog<'_>,
+) -> Result<Bytes, Box<HttpResponse>> {
+    let limit = shared.max_body_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > DRAIN_MAX_BYTES as u64) {
+        return Err(Box::new(log.reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body is larger than {limit} bytes"),
+        )));
+    }
+    // A client trickling its body byte by byte would otherwise hold the connection for as
+    // long as each byte comes before the idle timeout.
+    let reading = tokio::time::timeout(shared.body_timeout, read_body(request.into_body(), limit));
+    let Ok(read) = reading.await else {
+        let mut response = log.reject(
+            StatusCode::REQUEST_TIMEOUT,
+            &format!(
+                "the request body took longer than {} s",
+                shared.body_timeout.as_secs()
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return Err(Box::new(response));
+    };
+    match read {
+        Ok(body) => Ok(body),
+        Err(BodyError::TooLarge) => Err(Box::new(log.reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("request body is larger than {limit} bytes"),
+        ))),
+        Err(BodyError::Read(error)) => Err(Box::new(log.reject(
+            StatusCode::BAD_REQUEST,
+            &format!("reading the body failed: {error}"),
+        ))),
+    }
 }
 
 /// Most bytes of an oversized body that are read and discarded before the 413 is sent.
@@ -579,7 +596,7 @@ fn method_not_allowed(log: &RequestLog<'_>, allowed: &'static str) -> HttpRespon
     response
 }
 
-fn text_response(status: StatusCode, text: &str) -> HttpResponse {
+pub(super) fn text_response(status: StatusCode, text: &str) -> HttpResponse {
     let mut response = Response::new(Full::new(Bytes::from(format!("{text}\n"))));
     *response.status_mut() = status;
     response.headers_mut().insert(

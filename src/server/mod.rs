@@ -7,6 +7,7 @@ mod http;
 mod idle;
 mod limits;
 mod park;
+mod renewal;
 mod throttle;
 
 use std::cell::RefCell;
@@ -107,6 +108,8 @@ struct Shared {
     body_timeout: Duration,
     /// Limits the log lines of connections closed, or sent a 503, under overload.
     overload_log: throttle::Throttle,
+    /// Renewals signed in the current minute.
+    renewal_budget: renewal::RenewalBudget,
 }
 
 impl std::fmt::Debug for Shared {
@@ -256,6 +259,7 @@ impl Server {
                 max_connections: settings.max_connections,
                 retry_after: settings.retry_after,
                 overload_log: throttle::Throttle::new(1),
+                renewal_budget: renewal::RenewalBudget::new(),
                 handshake_log: throttle::Throttle::new(HANDSHAKE_LOG_LINES_PER_SECOND),
                 body_timeout: settings.header_timeout,
                 limits: Arc::new(limits::Limits::new(settings.limits)),
@@ -286,6 +290,11 @@ impl Server {
             certbot_dir = %self.shared.store.root().display(),
             ca = %self.settings.tls.ca.display(),
             workers = self.settings.workers,
+            renewal = %self
+                .settings
+                .renewal
+                .as_ref()
+                .map_or("off".to_owned(), |renewal| renewal.pki_dir.display().to_string()),
             "server started"
         );
         warn_expiring(&self.settings);
@@ -739,6 +748,18 @@ pub fn check_config(
         lineages.len()
     );
     let _ = writeln!(text, "client CA bundle: {}", settings.tls.ca.display());
+    match &settings.renewal {
+        Some(renewal) => {
+            let _ = writeln!(
+                text,
+                "renewal of client certificates: on, PKI {}",
+                renewal.pki_dir.display()
+            );
+        }
+        None => {
+            let _ = writeln!(text, "renewal of client certificates: off");
+        }
+    }
     if settings.policy.allows_all() {
         let _ = writeln!(
             text,
