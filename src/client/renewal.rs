@@ -155,7 +155,7 @@ pub fn finish_interrupted(tls: &TlsFiles) -> Result<(), SyncError> {
             // Both files are staged and match: the switch had not started.
             switch(tls).map_err(|(path, error)| local("installing", &path, error))?;
         }
-        Some(spki) if pending_key.is_none() && installed_key.as_ref() == Some(&spki) => {
+        Some(spki) if installed_key.as_ref() == Some(&spki) => {
             // The key was renamed, the certificate was not.
             std::fs::rename(&cert_pending, &tls.cert)
                 .map_err(|error| local("installing", &tls.cert, error))?;
@@ -418,4 +418,67 @@ fn leaf_public_key(pem: &[u8]) -> Option<Vec<u8>> {
     let der = CertificateDer::pem_slice_iter(pem).next()?.ok()?;
     let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
     Some(cert.public_key().raw.to_vec())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{Authority, LeafSpec, Usage};
+
+    /// Writes a certificate for a new key into `dir` as `NAME.crt` and `NAME.key`.
+    fn issue(ca: &Authority, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+        let key = KeyPair::generate().unwrap();
+        let cert = ca
+            .issue_for_key(&LeafSpec::new("web1", Usage::Client, 30), &key)
+            .unwrap();
+        let cert_path = dir.join(format!("{name}.crt"));
+        let key_path = dir.join(format!("{name}.key"));
+        std::fs::write(&cert_path, cert).unwrap();
+        std::fs::write(&key_path, key.serialize_pem()).unwrap();
+        (cert_path, key_path)
+    }
+
+    #[test]
+    fn staged_pair_is_installed_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Authority::new_root("renewal unit test CA", 30).unwrap();
+        let (cert, key) = issue(&ca, dir.path(), "client");
+        let (new_cert, new_key) = issue(&ca, dir.path(), "staged");
+        std::fs::rename(&new_cert, pending(&cert)).unwrap();
+        std::fs::rename(&new_key, pending(&key)).unwrap();
+        let staged_cert = std::fs::read(pending(&cert)).unwrap();
+        let staged_key = std::fs::read(pending(&key)).unwrap();
+        let tls = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: dir.path().join("ca.crt"),
+        };
+
+        finish_interrupted(&tls).unwrap();
+
+        assert_eq!(std::fs::read(&cert).unwrap(), staged_cert);
+        assert_eq!(std::fs::read(&key).unwrap(), staged_key);
+        assert!(!pending(&cert).exists());
+        assert!(!pending(&key).exists());
+    }
+
+    #[test]
+    fn pending_key_alone_is_kept_for_the_next_renewal() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = Authority::new_root("renewal unit test CA", 30).unwrap();
+        let (cert, key) = issue(&ca, dir.path(), "client");
+        let (_, new_key) = issue(&ca, dir.path(), "staged");
+        std::fs::rename(&new_key, pending(&key)).unwrap();
+        let before = std::fs::read(&cert).unwrap();
+        let tls = TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            ca: dir.path().join("ca.crt"),
+        };
+
+        finish_interrupted(&tls).unwrap();
+
+        assert_eq!(std::fs::read(&cert).unwrap(), before);
+        assert!(pending(&key).exists());
+    }
 }
