@@ -123,7 +123,7 @@ fn read_hash(
 
 /// Reads an opened installed file, rejecting FIFOs, devices and huge files, which would
 /// block the run or exhaust memory.
-fn read_local(file: File) -> io::Result<Vec<u8>> {
+fn read_local(mut file: File) -> io::Result<Vec<u8>> {
     let metadata = file.metadata()?;
     if !metadata.is_file() {
         return Err(io::Error::other(
@@ -136,8 +136,25 @@ fn read_local(file: File) -> io::Result<Vec<u8>> {
             metadata.len()
         )));
     }
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    file.take(MAX_LOCAL_FILE + 1).read_to_end(&mut bytes)?;
+
+    // One read requests a byte more than the size. On Linux a read of a regular file on
+    // a local file system returns fewer bytes than requested only at the file's end, so
+    // no second read is needed to find the end. A file that grew since the size was taken is read on, up
+    // to the limit. Even a short read in the middle would only give a wrong hash, which
+    // makes the server send the set again.
+    let size = metadata.len() as usize;
+    let mut bytes = vec![0; size + 1];
+    let count = loop {
+        match file.read(&mut bytes) {
+            Err(failure) if failure.kind() == io::ErrorKind::Interrupted => continue,
+            result => break result?,
+        }
+    };
+    bytes.truncate(count);
+    if count > size {
+        file.take(MAX_LOCAL_FILE + 1 - count as u64)
+            .read_to_end(&mut bytes)?;
+    }
     Ok(bytes)
 }
 
