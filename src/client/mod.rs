@@ -7,6 +7,7 @@
 mod backoff;
 mod connection;
 mod hooks;
+mod local;
 mod lock;
 mod pipeline;
 mod renewal;
@@ -21,16 +22,14 @@ use tracing::{error, info, warn};
 use crate::config::{ClientSettings, LineageSettings};
 use crate::install::{self, InstallOptions, NewFile};
 use crate::lineage::LineageName;
-use crate::protocol::{
-    CHECK_PATH, CheckRequest, CheckResponse, DOWNLOAD_PREFIX, MISSING_FILE_HASH, SetHashes,
-    sha256_hex,
-};
+use crate::protocol::{CHECK_PATH, CheckResponse, DOWNLOAD_PREFIX};
 use crate::status::ExitStatus;
 use crate::tls;
 use crate::verify::{self, DownloadedSet};
 
 pub use connection::{Connection, ServerUrl};
 use hooks::HookContext;
+use local::LocalSet;
 
 /// Writes an error message on stderr, unless the log already goes there.
 macro_rules! print_error {
@@ -328,17 +327,23 @@ pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunRep
     };
     // Every check goes out at once; each lineage below then takes its response, or sends
     // its check again when the pipeline did not bring one.
-    // A body that cannot be built now fails again below, with its lineage's error.
-    let mut bodies: Vec<Option<Vec<u8>>> = settings
+    // A set that cannot be read now fails again below, with its lineage's error.
+    let mut scanner = install::Scanner::default();
+    let mut locals: Vec<Option<LocalSet>> = settings
         .lineages
         .iter()
-        .map(|lineage| check_body(lineage).ok())
+        .map(|lineage| LocalSet::read(lineage, &mut scanner).ok())
         .collect();
-    let pipelined: Vec<&[u8]> = bodies.iter().flatten().map(Vec::as_slice).collect();
+    drop(scanner);
+    let pipelined: Vec<&[u8]> = locals
+        .iter()
+        .flatten()
+        .map(|local| local.check_body.as_slice())
+        .collect();
     connection.pipeline_checks(&pipelined).await;
 
     let mut outcomes = Vec::with_capacity(settings.lineages.len());
-    for (lineage, body) in settings.lineages.iter().zip(bodies.iter_mut()) {
+    for (lineage, local) in settings.lineages.iter().zip(locals.iter_mut()) {
         let options = InstallOptions {
             ownership: lineage.ownership,
             ..options
@@ -346,7 +351,7 @@ pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunRep
         let outcome = match sync_with_retries(
             &mut connection,
             lineage,
-            body.take(),
+            local.take(),
             &options,
             settings.retries,
             deadline,
@@ -480,12 +485,12 @@ fn log_failure(lineage: &LineageName, failure: &SyncError) {
 }
 
 /// Retries a lineage after transient failures, with backoff, until `deadline`.
-/// `body` is the lineage's check as built at the start of the run, used by the first
-/// attempt; retries build it again.
+/// `local` is the lineage's installed set as read at the start of the run, used by the
+/// first attempt; retries read it again.
 async fn sync_with_retries(
     connection: &mut Connection,
     lineage: &LineageSettings,
-    mut body: Option<Vec<u8>>,
+    mut local: Option<LocalSet>,
     options: &InstallOptions,
     retries: u32,
     deadline: Instant,
@@ -495,7 +500,7 @@ async fn sync_with_retries(
         let remaining = deadline.saturating_duration_since(Instant::now());
         let result = match tokio::time::timeout(
             remaining,
-            sync_lineage(connection, lineage, body.take(), options),
+            sync_lineage(connection, lineage, local.take(), options),
         )
         .await
         {
@@ -535,21 +540,22 @@ async fn sync_with_retries(
 async fn sync_lineage(
     connection: &mut Connection,
     lineage: &LineageSettings,
-    body: Option<Vec<u8>>,
+    local: Option<LocalSet>,
     options: &InstallOptions,
 ) -> Result<LineageOutcome, SyncError> {
     let name = &lineage.name;
-    // A run killed mid-install leaves a staging directory; a current lineage is never
-    // installed again, so the cleaning happens here.
-    install::clean_up(&lineage.dir);
-    if let Some(missing) = missing_output(lineage) {
+    let LocalSet {
+        check_body,
+        missing,
+        pending_hooks,
+    } = match local {
+        Some(local) => local,
+        None => LocalSet::read(lineage, &mut install::Scanner::default())?,
+    };
+    if let Some(missing) = missing {
         info!(lineage = %name, file = %missing, "configured file missing; fetching the set again");
     }
-    let body = match body {
-        Some(body) => body,
-        None => check_body(lineage)?,
-    };
-    let reply = connection.post_json(CHECK_PATH, body).await?;
+    let reply = connection.post_json(CHECK_PATH, check_body).await?;
     ensure_ok(&reply, "check")?;
     let answer: CheckResponse =
         serde_json::from_slice(&reply.body).map_err(|failure| SyncError::Rejected {
@@ -557,7 +563,7 @@ async fn sync_lineage(
         })?;
     if !answer.update_required {
         info!(lineage = %name, outcome = "up-to-date", "check");
-        if let Some(version) = install::pending_hooks(&lineage.dir) {
+        if let Some(version) = pending_hooks {
             warn!(lineage = %name, "the hooks of an earlier run did not finish; running them now");
             return Ok(LineageOutcome::Updated(Update {
                 dir: lineage.dir.clone(),
@@ -701,72 +707,6 @@ fn ensure_ok(reply: &connection::Reply, what: &str) -> Result<(), SyncError> {
         });
     }
     Err(SyncError::Rejected { reason })
-}
-
-/// Largest local file hashed; certificate files are a few kilobytes.
-const MAX_LOCAL_FILE: u64 = 1024 * 1024;
-
-/// Hashes the local copies; a missing file hashes to 64 zeros, as the protocol requires.
-/// Builds the body of a lineage's check from the installed set.
-fn check_body(lineage: &LineageSettings) -> Result<Vec<u8>, SyncError> {
-    let mut local = local_hashes(lineage)?;
-    if missing_output(lineage).is_some() {
-        // The lineage's table names a file the installed set lacks (a new `combined`, or
-        // a deleted cert.pem). A missing full chain makes the server send the set again.
-        local.fullchain_hash = MISSING_FILE_HASH.to_owned();
-    }
-    let request = CheckRequest {
-        domain: lineage.name.to_string(),
-        hashes: local,
-    };
-    serde_json::to_vec(&request).map_err(|failure| SyncError::Local(failure.to_string()))
-}
-
-fn local_hashes(lineage: &LineageSettings) -> Result<SetHashes, SyncError> {
-    let hash = |name: &str| -> Result<String, SyncError> {
-        let path = lineage.dir.join(name);
-        match read_local(&path) {
-            Ok(bytes) => Ok(sha256_hex(&bytes)),
-            Err(failure) if failure.kind() == std::io::ErrorKind::NotFound => {
-                Ok(MISSING_FILE_HASH.to_owned())
-            }
-            Err(failure) => Err(SyncError::Local(format!(
-                "reading {}: {failure}",
-                path.display()
-            ))),
-        }
-    };
-    Ok(SetHashes {
-        fullchain_hash: hash(&lineage.fullchain)?,
-        privkey_hash: hash(&lineage.privkey)?,
-        chain_hash: hash(&lineage.chain)?,
-    })
-}
-
-/// Reads an installed file, refusing FIFOs, devices and huge files, which would block the
-/// run or exhaust memory. The open does not block even on a FIFO.
-fn read_local(path: &Path) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)?;
-    let metadata = file.metadata()?;
-    if !metadata.is_file() {
-        return Err(std::io::Error::other(
-            "not a regular file; remove it or point dir elsewhere",
-        ));
-    }
-    if metadata.len() > MAX_LOCAL_FILE {
-        return Err(std::io::Error::other(format!(
-            "{} bytes is more than a certificate file can be (1 MiB)",
-            metadata.len()
-        )));
-    }
-    let mut bytes = Vec::with_capacity(metadata.len() as usize);
-    file.take(MAX_LOCAL_FILE + 1).read_to_end(&mut bytes)?;
-    Ok(bytes)
 }
 
 /// Runs check commands, restoring the lineages whose check failed, then on_change commands.
@@ -937,29 +877,11 @@ async fn rollback(settings: &ClientSettings) -> ExitStatus {
 
 /// Returns the configured files of a lineage that exist at its path.
 fn installed_files(lineage: &LineageSettings) -> Vec<PathBuf> {
-    configured_names(lineage)
+    local::configured_names(lineage)
         .into_iter()
         .map(|name| lineage.dir.join(name))
         .filter(|path| Path::exists(path))
         .collect()
-}
-
-fn configured_names(lineage: &LineageSettings) -> Vec<&String> {
-    let mut names = vec![&lineage.fullchain, &lineage.privkey, &lineage.chain];
-    names.extend(lineage.cert.iter().chain(lineage.combined.iter()));
-    names.extend(lineage.pkcs12.iter().map(|(name, _)| name));
-    names
-}
-
-/// Returns the first configured file missing from a lineage that acme-dl installed.
-/// A directory left by another client is left alone until the next renewal, as the
-/// migration promises.
-fn missing_output(lineage: &LineageSettings) -> Option<String> {
-    install::current_version(&lineage.dir)?;
-    configured_names(lineage)
-        .into_iter()
-        .find(|name| !lineage.dir.join(name).exists())
-        .cloned()
 }
 
 /// Returns the serial of the installed leaf, for the summary.

@@ -13,6 +13,7 @@
 //! ```
 
 mod owner;
+mod scan;
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
@@ -20,6 +21,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 
 pub use owner::{resolve_group, resolve_user};
+pub use scan::{ScannedLineage, Scanner};
 
 /// Default mode of the private key file.
 pub const KEY_MODE: u32 = 0o600;
