@@ -8,6 +8,7 @@ mod backoff;
 mod connection;
 mod hooks;
 mod lock;
+pub mod monitor;
 mod pipeline;
 mod renewal;
 
