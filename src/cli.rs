@@ -151,8 +151,21 @@ pub struct ClientArgs {
     /// Switch the named lineages back to their previous set, run their hooks, and exit
     #[arg(long)]
     pub rollback: bool,
-    /// Lineages to fetch, for example example.com [default: every lineage of the
-    /// configuration file]
+    /// Check the installed sets and the client certificate as a Nagios plugin, without
+    /// contacting the server or changing any file: print one status line and exit 0 (OK),
+    /// 1 (WARNING), 2 (CRITICAL) or 3 (UNKNOWN)
+    #[arg(long, conflicts_with_all = ["rollback", "exit_code"])]
+    pub monitor: bool,
+    /// With --monitor: WARNING when a certificate has fewer than DAYS whole days left
+    /// [default: 21]
+    #[arg(long, value_name = "DAYS", requires = "monitor")]
+    pub warn: Option<u32>,
+    /// With --monitor: CRITICAL when a certificate has fewer than DAYS whole days left, at
+    /// most --warn [default: 7]
+    #[arg(long, value_name = "DAYS", requires = "monitor")]
+    pub crit: Option<u32>,
+    /// Lineages to fetch, or to check with --monitor, for example example.com [default:
+    /// every lineage of the configuration file]
     #[arg(value_name = "LINEAGE")]
     pub lineages: Vec<String>,
 }

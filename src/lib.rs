@@ -38,9 +38,14 @@ pub fn run(cli: Cli) -> ExitStatus {
         Command::Pki(_) => ("acme-dl-pki", false),
     };
     let demo = matches!(cli.command, Command::Demo(_));
+    // A monitoring check runs every few minutes and logs only a debug line. So it opens the
+    // syslog socket only with --verbose, and a missing socket adds nothing to its output.
+    let quiet_monitor =
+        matches!(&cli.command, Command::Client(args) if args.monitor) && !cli.log.verbose;
+    let syslog = !cli.log.no_syslog && !demo && !quiet_monitor;
     logging::init(logging::LogOptions {
         tag: tag.to_owned(),
-        syslog_socket: (!cli.log.no_syslog && !demo).then(|| cli.log.syslog_socket.clone()),
+        syslog_socket: syslog.then(|| cli.log.syslog_socket.clone()),
         // A client run by hand shows its log; cron and systemd read syslog.
         stderr: cli.log.log_stderr || (interactive && cli.log.verbose),
         level: match (cli.log.verbose, demo) {
@@ -64,6 +69,7 @@ pub fn run(cli: Cli) -> ExitStatus {
     };
     match cli.command {
         Command::Server(args) => runtime.block_on(run_server(&args)),
+        Command::Client(args) if args.monitor => client::monitor::run(&args),
         Command::Client(args) => match config::ClientSettings::resolve(&args) {
             Ok(settings) => runtime.block_on(client::run(settings)),
             Err(failure) => config_failure(&failure),

@@ -3,5 +3,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
-    acme_dl::run(acme_dl::cli::Cli::parse()).into()
+    match acme_dl::cli::Cli::try_parse() {
+        Ok(cli) => acme_dl::run(cli).into(),
+        Err(error) => acme_dl::client::monitor::usage_error(error),
+    }
 }

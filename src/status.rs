@@ -26,6 +26,42 @@ pub enum ExitStatus {
     HookFailed,
     /// Another run held the lock for the whole run timeout.
     Locked,
+    /// The result of `client --monitor`, whose codes are those of a Nagios plugin in
+    /// place of the statuses above.
+    Monitor(MonitorState),
+}
+
+/// States of a monitoring plugin, from the least to the most severe. The exit codes are
+/// those of the Nagios plugin API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MonitorState {
+    Ok,
+    Warning,
+    Critical,
+    /// The check itself could not run, for example on an invalid configuration.
+    Unknown,
+}
+
+impl MonitorState {
+    /// Returns the exit code: 0, 1, 2 or 3.
+    pub fn code(self) -> u8 {
+        match self {
+            MonitorState::Ok => 0,
+            MonitorState::Warning => 1,
+            MonitorState::Critical => 2,
+            MonitorState::Unknown => 3,
+        }
+    }
+
+    /// Returns the name printed in the status line, such as `WARNING`.
+    pub fn label(self) -> &'static str {
+        match self {
+            MonitorState::Ok => "OK",
+            MonitorState::Warning => "WARNING",
+            MonitorState::Critical => "CRITICAL",
+            MonitorState::Unknown => "UNKNOWN",
+        }
+    }
 }
 
 impl ExitStatus {
@@ -41,6 +77,7 @@ impl ExitStatus {
             ExitStatus::Install => 6,
             ExitStatus::HookFailed => 7,
             ExitStatus::Locked => 8,
+            ExitStatus::Monitor(state) => state.code(),
         }
     }
 }

@@ -81,6 +81,8 @@ pub struct VerifiedSet {
     pub leaf_pem: Vec<u8>,
     /// Serial number of the leaf, lower-case hex.
     pub serial: String,
+    /// Start of the leaf's validity, seconds since the Unix epoch.
+    pub not_before: i64,
     /// End of the leaf's validity, seconds since the Unix epoch.
     pub not_after: i64,
     /// The leaf followed by the chain, DER.
@@ -116,7 +118,34 @@ pub fn verify_set(
             }
         }
     }
+    verify_contents(lineage, set, names, Some(now))
+}
 
+/// Verifies a set installed on the client as `verify_set` verifies a download, except for
+/// the validity period: the caller judges `not_before` and `not_after` of the result
+/// against thresholds of its own. `cert`, when given, must be the leaf alone.
+pub fn verify_installed(
+    lineage: &LineageName,
+    set: &DownloadedSet,
+    cert: Option<&[u8]>,
+    names: &[String],
+) -> Result<VerifiedSet, VerifyError> {
+    let verified = verify_contents(lineage, set, names, None)?;
+    if let Some(cert) = cert {
+        let leaf = CertificateDer::from(verified.certificates_der[0].as_slice());
+        check_cert_is_leaf(cert, &leaf)?;
+    }
+    Ok(verified)
+}
+
+/// Runs every check of `verify_set` after the hashes; the validity period only when `now`
+/// is given.
+fn verify_contents(
+    lineage: &LineageName,
+    set: &DownloadedSet,
+    names: &[String],
+    now: Option<SystemTime>,
+) -> Result<VerifiedSet, VerifyError> {
     let fullchain = certificates(SetFile::Fullchain, &set.fullchain)?;
     let chain = certificates(SetFile::Chain, &set.chain)?;
     let key = private_key(&set.privkey)?;
@@ -160,12 +189,15 @@ pub fn verify_set(
                 ),
             )
         })?;
-    check_validity(&leaf, now)?;
+    if let Some(now) = now {
+        check_validity(&leaf, now)?;
+    }
     check_names(&leaf, names)?;
 
     Ok(VerifiedSet {
         leaf_pem: pem::encode("CERTIFICATE", leaf_der.as_ref()),
         serial: leaf.raw_serial_as_string().replace(':', ""),
+        not_before: leaf.validity().not_before.timestamp(),
         not_after: leaf.validity().not_after.timestamp(),
         certificates_der: fullchain
             .iter()
@@ -237,16 +269,21 @@ pub fn check_consistency(
         ));
     }
     if let Some(cert) = cert {
-        let leaf = certificates(SetFile::Cert, cert)?;
-        if leaf.len() != 1 || leaf[0] != full[0] {
-            return Err(fail(
-                Check::Chain,
-                SetFile::Cert,
-                "cert.pem is not the leaf of fullchain.pem",
-            ));
-        }
+        check_cert_is_leaf(cert, &full[0])?;
     }
     check_key_matches(&full[0], key, lineage)
+}
+
+fn check_cert_is_leaf(cert: &[u8], leaf: &CertificateDer<'_>) -> Result<(), VerifyError> {
+    let certs = certificates(SetFile::Cert, cert)?;
+    if certs.len() != 1 || certs[0] != *leaf {
+        return Err(fail(
+            Check::Chain,
+            SetFile::Cert,
+            "cert.pem is not the leaf of fullchain.pem",
+        ));
+    }
+    Ok(())
 }
 
 /// Returns the names a lineage's certificate must cover by default: the lineage name
@@ -563,6 +600,24 @@ mod tests {
         let earlier = SystemTime::now() - std::time::Duration::from_secs(86_400);
         let error = verify_set(&fixture.lineage, &fixture.set, None, &names, earlier).unwrap_err();
         assert_eq!(error.check, Check::Validity);
+    }
+
+    #[test]
+    fn installed_set_returns_validity_and_checks_cert() {
+        let fixture = fixture(KeyAlgorithm::EcdsaP256);
+        let names = default_names(&fixture.lineage);
+        let verified = verify_installed(&fixture.lineage, &fixture.set, None, &names).unwrap();
+        assert!(verified.not_before < verified.not_after);
+
+        let leaf = verified.leaf_pem;
+        let with_cert = verify_installed(&fixture.lineage, &fixture.set, Some(&leaf), &names);
+        assert!(with_cert.is_ok(), "{with_cert:?}");
+
+        let chain = &fixture.set.chain;
+        let error =
+            verify_installed(&fixture.lineage, &fixture.set, Some(chain), &names).unwrap_err();
+        assert_eq!(error.check, Check::Chain);
+        assert_eq!(error.file, SetFile::Cert);
     }
 
     #[test]

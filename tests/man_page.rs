@@ -41,6 +41,10 @@ const EXIT_STATUS: &[(&str, &str)] = &[
         "A hook failed: an on_change command failed (the new files stay installed), or a check command failed and the previous sets were restored.",
     ),
     ("8", "Another run held the lock for the whole run timeout."),
+    (
+        "client \\-\\-monitor",
+        "Exits as a monitoring plugin instead, and the statuses above do not apply: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. A usage error of a command line with --monitor is UNKNOWN.",
+    ),
 ];
 
 const EXAMPLES: &str = r#".SH EXAMPLES
@@ -65,6 +69,13 @@ certs:
 	acme\-dl client \-\-exit\-code example.com; status=$$?; \e
 	if [ $$status \-eq 1 ]; then systemctl reload nginx; \e
 	elif [ $$status \-ne 0 ]; then exit $$status; fi
+.fi
+.PP
+A check for Nagios or Icinga, run on the client host: WARNING when a certificate has fewer
+than 21 days left, CRITICAL below 7:
+.PP
+.nf
+acme\-dl client \-\-monitor \-\-warn 21 \-\-crit 7
 .fi
 .PP
 A private CA, a server certificate and a first client:

@@ -9,6 +9,7 @@ mod connection;
 mod hooks;
 mod local;
 mod lock;
+pub mod monitor;
 mod pipeline;
 mod renewal;
 
