@@ -127,8 +127,8 @@ pub struct ClientArgs {
     pub on_change: Option<String>,
     /// Command run before on_change, for example "nginx -t"; when it fails, the previous
     /// sets are restored and the run fails
-    #[arg(long, value_name = "COMMAND")]
-    pub check: Option<String>,
+    #[arg(long = "check-command", value_name = "COMMAND")]
+    pub check_command: Option<String>,
     /// Seconds a hook may run before it is killed [default: 60]
     #[arg(long, value_name = "SECONDS")]
     pub hook_timeout: Option<u64>,
@@ -154,17 +154,17 @@ pub struct ClientArgs {
     /// Check the installed sets and the client certificate as a Nagios plugin, without
     /// contacting the server or changing any file: print one status line and exit 0 (OK),
     /// 1 (WARNING), 2 (CRITICAL) or 3 (UNKNOWN)
-    #[arg(long, conflicts_with_all = ["rollback", "exit_code"])]
+    #[arg(long = "check", conflicts_with_all = ["rollback", "exit_code"])]
     pub monitor: bool,
-    /// With --monitor: WARNING when a certificate has fewer than DAYS whole days left
+    /// With --check: WARNING when a certificate has fewer than DAYS whole days left
     /// [default: 21]
     #[arg(long, value_name = "DAYS", requires = "monitor")]
     pub warn: Option<u32>,
-    /// With --monitor: CRITICAL when a certificate has fewer than DAYS whole days left, at
+    /// With --check: CRITICAL when a certificate has fewer than DAYS whole days left, at
     /// most --warn [default: 7]
     #[arg(long, value_name = "DAYS", requires = "monitor")]
     pub crit: Option<u32>,
-    /// Lineages to fetch, or to check with --monitor, for example example.com [default:
+    /// Lineages to fetch, or to check with --check, for example example.com [default:
     /// every lineage of the configuration file]
     #[arg(value_name = "LINEAGE")]
     pub lineages: Vec<String>,

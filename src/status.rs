@@ -26,7 +26,7 @@ pub enum ExitStatus {
     HookFailed,
     /// Another run held the lock for the whole run timeout.
     Locked,
-    /// The result of `client --monitor`, whose codes are those of a Nagios plugin in
+    /// The result of `client --check`, whose codes are those of a Nagios plugin in
     /// place of the statuses above.
     Monitor(MonitorState),
 }

@@ -937,7 +937,7 @@ fn failed_check_restores_previous_set() {
     let output = run_client(&args(
         &deployment,
         &[
-            "--check",
+            "--check-command",
             "echo config broken >&2; exit 1",
             "--on-change",
             &hook,
@@ -1242,7 +1242,7 @@ fn killed_hooks_run_next_time() {
         .arg("client")
         .args(args(
             &deployment,
-            &["--check", &slow_check, "--on-change", &hook],
+            &["--check-command", &slow_check, "--on-change", &hook],
             &["shop.example"],
         ))
         .stdout(std::process::Stdio::null())
@@ -1264,7 +1264,7 @@ fn killed_hooks_run_next_time() {
     // The set is current now, but its hooks never finished: the next run runs them.
     let output = run_client(&args(
         &deployment,
-        &["--check", "true", "--on-change", &hook],
+        &["--check-command", "true", "--on-change", &hook],
         &["shop.example"],
     ));
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));

@@ -43,7 +43,7 @@ const EXIT_STATUS: &[(&str, &str)] = &[
     ("8", "Another run held the lock for the whole run timeout."),
     (
         "client \\-\\-monitor",
-        "Exits as a monitoring plugin instead, and the statuses above do not apply: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. A usage error of a command line with --monitor is UNKNOWN.",
+        "Exits as a monitoring plugin instead, and the statuses above do not apply: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN. A usage error of a command line with --check is UNKNOWN.",
     ),
 ];
 

@@ -1,4 +1,4 @@
-//! End-to-end tests of `acme-dl client --monitor`, the Nagios plugin mode: the real binary
+//! End-to-end tests of `acme-dl client --check`, the Nagios plugin mode: the real binary
 //! reads sets installed by the real client or by `acme_dl::install`, with certificates of
 //! chosen validity, and no server runs unless a test starts one.
 
@@ -86,7 +86,7 @@ impl Host {
         self.install(lineage, &leaf, &leaf.key_pem);
     }
 
-    /// Runs `acme-dl client --monitor` with the host's files, `extra` flags and `lineages`.
+    /// Runs `acme-dl client --check` with the host's files, `extra` flags and `lineages`.
     fn monitor_with(&self, client: &Identity, extra: &[&str], lineages: &[&str]) -> Output {
         let mut args = vec![
             "--no-syslog".to_owned(),
@@ -97,7 +97,7 @@ impl Host {
             "https://127.0.0.1:9".to_owned(),
             "--dest".to_owned(),
             self.dest.display().to_string(),
-            "--monitor".to_owned(),
+            "--check".to_owned(),
         ];
         args.extend(client.args());
         args.extend(extra.iter().map(|arg| (*arg).to_owned()));
@@ -395,7 +395,7 @@ fn monitor_unreadable_configuration_is_unknown() {
     let missing = host.dir.path().join("no-such-client.toml");
     let mut args = vec![
         "--no-syslog".to_owned(),
-        "--monitor".to_owned(),
+        "--check".to_owned(),
         "--config".to_owned(),
         missing.display().to_string(),
     ];
@@ -454,7 +454,7 @@ fn monitor_without_lineages_reads_configuration() {
     .unwrap();
     let output = run_client(&[
         "--no-syslog".to_owned(),
-        "--monitor".to_owned(),
+        "--check".to_owned(),
         "--config".to_owned(),
         config.display().to_string(),
     ]);
@@ -519,7 +519,7 @@ fn monitor_changes_nothing_with_server_down() {
     let pki_before = mtimes(&deployment.pki.dir);
 
     let mut args = client_args;
-    args.push("--monitor".to_owned());
+    args.push("--check".to_owned());
     let started = std::time::Instant::now();
     let output = run_client(&args);
     assert_eq!(output.status.code(), Some(0), "{}", describe(&output));

@@ -376,7 +376,7 @@ fn renewal_reaches_nginx_after_reload() {
         shell_quote(&marker)
     );
     let output = setup.sync(&[
-        "--check".into(),
+        "--check-command".into(),
         nginx.shell_command("-t"),
         "--on-change".into(),
         on_change,
@@ -422,7 +422,7 @@ fn failed_check_restores_previous_set() {
         nginx.shell_command("-s reload")
     );
     let output = setup.sync(&[
-        "--check".into(),
+        "--check-command".into(),
         "false".into(),
         "--on-change".into(),
         on_change.clone(),
@@ -448,7 +448,7 @@ fn failed_check_restores_previous_set() {
     // The restored set still differs from the store, so the next run with a passing check
     // installs the renewal and reloads nginx.
     let output = setup.sync(&[
-        "--check".into(),
+        "--check-command".into(),
         nginx.shell_command("-t"),
         "--on-change".into(),
         on_change,

@@ -121,6 +121,17 @@ fn read_hash(
     }
 }
 
+/// Opens an installed file by path without blocking on a FIFO and reads it as
+/// [`read_local`] does.
+pub(super) fn read_path(path: &Path) -> io::Result<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)?;
+    read_local(file)
+}
+
 /// Reads an opened installed file, rejecting FIFOs, devices and huge files, which would
 /// block the run or exhaust memory.
 fn read_local(mut file: File) -> io::Result<Vec<u8>> {

@@ -1,4 +1,4 @@
-//! `acme-dl client --monitor`: a Nagios plugin that checks the installed sets and the
+//! `acme-dl client --check`: a Nagios plugin that checks the installed sets and the
 //! client certificate from local files alone.
 //!
 //! It never contacts the server, takes no lock and opens every file read-only, so it may
@@ -339,7 +339,7 @@ fn read_required(dir: &Path, name: &str) -> Result<Vec<u8>, Problem> {
 /// Reads one file of a set; `None` when it does not exist.
 fn read_file(dir: &Path, name: &str) -> Result<Option<Vec<u8>>, Problem> {
     let path = dir.join(name);
-    match super::read_local(&path) {
+    match super::local::read_path(&path) {
         Ok(bytes) => Ok(Some(bytes)),
         Err(failure) if failure.kind() == ErrorKind::NotFound => Ok(None),
         Err(failure) => {
@@ -420,11 +420,11 @@ fn one_line(text: &str) -> String {
     text.replace(['\n', '\r'], " ").replace('|', "/")
 }
 
-/// Reports a command-line error. Under `client --monitor` it prints an UNKNOWN status line
+/// Reports a command-line error. Under `client --check` it prints an UNKNOWN status line
 /// and returns 3, so a monitoring system shows a broken check command as such and not as
 /// CRITICAL. Otherwise clap prints the error and exits as usual: 2, or 0 for `--help`.
 pub fn usage_error(error: clap::Error) -> ExitCode {
-    let monitoring = std::env::args_os().skip(1).any(|arg| arg == "--monitor");
+    let monitoring = std::env::args_os().skip(1).any(|arg| arg == "--check");
     if !monitoring || !error.use_stderr() {
         error.exit();
     }

@@ -289,7 +289,7 @@ impl ClientSettings {
                 .map_err(|reason| ConfigError(format!("invalid splay {splay:?}: {reason}")))?,
             hooks: HookSettings {
                 on_change: args.on_change.clone().or(file.on_change),
-                check: args.check.clone().or(file.check),
+                check: args.check_command.clone().or(file.check),
             },
             hook_timeout: seconds(
                 "hook timeout",
