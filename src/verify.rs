@@ -22,17 +22,18 @@ use crate::protocol::{SetFile, SetHashes, sha256_hex};
 #[derive(Debug, Clone)]
 pub struct DownloadedSet {
     pub fullchain: Vec<u8>,
-    pub privkey: Vec<u8>,
+    /// `None` for a set fetched without its key.
+    pub privkey: Option<Vec<u8>>,
     pub chain: Vec<u8>,
 }
 
 impl DownloadedSet {
-    /// Returns the bytes of one protocol file.
-    pub fn get(&self, file: SetFile) -> &[u8] {
+    /// Returns the bytes of one protocol file, `None` for a key that was not fetched.
+    pub fn get(&self, file: SetFile) -> Option<&[u8]> {
         match file {
-            SetFile::Fullchain | SetFile::Cert => &self.fullchain,
-            SetFile::Privkey => &self.privkey,
-            SetFile::Chain => &self.chain,
+            SetFile::Fullchain | SetFile::Cert => Some(&self.fullchain),
+            SetFile::Privkey => self.privkey.as_deref(),
+            SetFile::Chain => Some(&self.chain),
         }
     }
 }
@@ -87,8 +88,8 @@ pub struct VerifiedSet {
     pub not_after: i64,
     /// The leaf followed by the chain, DER.
     pub certificates_der: Vec<Vec<u8>>,
-    /// The private key as PKCS#8 DER, whatever its PEM form was.
-    pub key_pkcs8_der: Vec<u8>,
+    /// The private key as PKCS#8 DER, whatever its PEM form was; `None` without a key.
+    pub key_pkcs8_der: Option<Vec<u8>>,
 }
 
 /// Verifies a downloaded set for `lineage` at time `now`.
@@ -104,7 +105,8 @@ pub fn verify_set(
 ) -> Result<VerifiedSet, VerifyError> {
     if let Some(announced) = announced {
         for file in crate::protocol::SET_FILES {
-            let actual = sha256_hex(set.get(file));
+            let Some(bytes) = set.get(file) else { continue };
+            let actual = sha256_hex(bytes);
             let expected = announced.get(file).unwrap_or_default();
             if actual != expected {
                 return Err(fail(
@@ -148,7 +150,7 @@ fn verify_contents(
 ) -> Result<VerifiedSet, VerifyError> {
     let fullchain = certificates(SetFile::Fullchain, &set.fullchain)?;
     let chain = certificates(SetFile::Chain, &set.chain)?;
-    let key = private_key(&set.privkey)?;
+    let key = set.privkey.as_deref().map(private_key).transpose()?;
 
     if fullchain.len() != chain.len() + 1 || fullchain[1..] != chain[..] {
         return Err(fail(
@@ -166,8 +168,14 @@ fn verify_contents(
     let leaf = parse_certificate(SetFile::Fullchain, leaf_der)?;
     let issuer = parse_certificate(SetFile::Chain, &chain[0])?;
 
-    let key_pkcs8_der = to_pkcs8(&key, &leaf);
-    check_key_matches(leaf_der, key, lineage)?;
+    let key_pkcs8_der = match key {
+        Some(key) => {
+            let der = to_pkcs8(&key, &leaf);
+            check_key_matches(leaf_der, key, lineage)?;
+            Some(der)
+        }
+        None => None,
+    };
     if leaf.issuer() != issuer.subject() {
         return Err(fail(
             Check::Signature,
@@ -484,7 +492,7 @@ mod tests {
             lineage: LineageName::parse("example.com-0001").unwrap(),
             set: DownloadedSet {
                 fullchain: format!("{}{}", leaf.cert_pem, intermediate.cert_pem()).into_bytes(),
-                privkey: leaf.key_pem.into_bytes(),
+                privkey: Some(leaf.key_pem.into_bytes()),
                 chain: intermediate.cert_pem().as_bytes().to_vec(),
             },
         }
@@ -558,7 +566,7 @@ mod tests {
         let fixture = fixture(KeyAlgorithm::EcdsaP256);
         let mut hashes = SetHashes {
             fullchain_hash: sha256_hex(&fixture.set.fullchain),
-            privkey_hash: sha256_hex(&fixture.set.privkey),
+            privkey_hash: sha256_hex(fixture.set.privkey.as_deref().unwrap_or_default()),
             chain_hash: sha256_hex(&fixture.set.chain),
         };
         hashes.chain_hash = "0".repeat(64);
@@ -578,14 +586,15 @@ mod tests {
     #[test]
     fn encrypted_and_missing_keys_are_explicit() {
         let mut fixture = fixture(KeyAlgorithm::EcdsaP256);
-        fixture.set.privkey =
+        fixture.set.privkey = Some(
             b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAQID\n-----END ENCRYPTED PRIVATE KEY-----\n"
-                .to_vec();
+                .to_vec(),
+        );
         let error = verify(&fixture).unwrap_err();
         assert_eq!(error.check, Check::PrivateKey);
         assert!(error.to_string().contains("encrypted"), "{error}");
 
-        fixture.set.privkey = b"no key here\n".to_vec();
+        fixture.set.privkey = Some(b"no key here\n".to_vec());
         let error = verify(&fixture).unwrap_err();
         assert!(error.to_string().contains("no private key"), "{error}");
     }

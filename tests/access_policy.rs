@@ -137,9 +137,82 @@ fn certificate_only_client_gets_no_key() {
         "allows certificates only",
     ]);
 
+    // acme-dl client fetches the key unless the lineage's table says privkey = "".
     let output = run_client(&deployment.client_args(&balancer, &["example.com"]));
     assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
     assert!(!deployment.dest.join("example.com").exists());
+
+    let config = deployment.dir.path().join("certificates-only.toml");
+    std::fs::write(&config, "[lineage.\"example.com\"]\nprivkey = \"\"\n").unwrap();
+    let mut args = deployment.client_args(&balancer, &[]);
+    let position = args.iter().position(|arg| arg == "/dev/null").unwrap();
+    args[position] = config.display().to_string();
+    for round in ["first", "repeat"] {
+        let output = run_client(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{round}: {}",
+            describe(&output)
+        );
+    }
+    let installed = deployment.dest.join("example.com");
+    assert_eq!(
+        std::fs::read(installed.join("fullchain.pem")).unwrap(),
+        deployment.store_file("example.com", "fullchain.pem")
+    );
+    assert!(installed.join("cert.pem").exists());
+    assert!(!installed.join("privkey.pem").exists());
+    // The raw request, the run that stopped at the key, and the first certificates-only
+    // run: the repeat run found the set current.
+    let downloads =
+        deployment
+            .server
+            .count_log(&["download", "client=edge-lb", "file=fullchain.pem"]);
+    assert_eq!(downloads, 3);
+}
+
+#[test]
+fn certificates_only_lineage_ignores_the_key_hash() {
+    // A full-access rule announces the key's hash; a client that installs no key compares
+    // the certificates alone, so its second run downloads nothing.
+    let deployment = Deployment::new(&["example.com"]);
+    let config = deployment.dir.path().join("client.toml");
+    std::fs::write(&config, "[lineage.\"example.com\"]\nprivkey = \"\"\n").unwrap();
+    let mut args = deployment.client_args(&deployment.pki.client, &[]);
+    let position = args.iter().position(|arg| arg == "/dev/null").unwrap();
+    args[position] = config.display().to_string();
+    for round in ["first", "repeat"] {
+        let output = run_client(&args);
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{round}: {}",
+            describe(&output)
+        );
+    }
+    assert!(!deployment.installed("example.com", "privkey.pem").exists());
+    let keys = deployment
+        .server
+        .count_log(&["download", "file=privkey.pem"]);
+    assert_eq!(keys, 0);
+    let chains = deployment
+        .server
+        .count_log(&["download", "file=fullchain.pem"]);
+    assert_eq!(chains, 1);
+
+    std::fs::write(
+        &config,
+        "[lineage.\"example.com\"]\nprivkey = \"\"\ncombined = \"all.pem\"\n",
+    )
+    .unwrap();
+    let output = run_client(&args);
+    assert_eq!(output.status.code(), Some(2), "{}", describe(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("combined and pkcs12 contain the key"),
+        "{}",
+        describe(&output)
+    );
 }
 
 #[test]

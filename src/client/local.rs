@@ -23,6 +23,8 @@ const MAX_LOCAL_FILE: u64 = 1024 * 1024;
 pub(super) struct LocalSet {
     /// Body of the lineage's check request.
     pub check_body: Vec<u8>,
+    /// Hashes of the installed files, as the check sends them.
+    pub hashes: SetHashes,
     /// First configured file missing from a set that acme-dl installed.
     pub missing: Option<String>,
     /// Current version, when the hooks of an earlier run did not finish for it.
@@ -41,13 +43,18 @@ impl LocalSet {
         }
 
         let fullchain = read_hash(lineage, &installed, &lineage.fullchain)?;
-        let privkey = read_hash(lineage, &installed, &lineage.privkey)?;
+        let privkey = match &lineage.privkey {
+            Some(name) => read_hash(lineage, &installed, name)?,
+            None => None,
+        };
         let chain = read_hash(lineage, &installed, &lineage.chain)?;
-        let read = [
+        let mut read = vec![
             (&lineage.fullchain, fullchain.is_none()),
-            (&lineage.privkey, privkey.is_none()),
             (&lineage.chain, chain.is_none()),
         ];
+        if let Some(name) = &lineage.privkey {
+            read.push((name, privkey.is_none()));
+        }
         // A directory left by another client is left alone until the next renewal, as the
         // migration promises, so only a set acme-dl installed can miss a file.
         let missing = match installed.version() {
@@ -78,7 +85,7 @@ impl LocalSet {
         }
         let request = CheckRequest {
             domain: lineage.name.to_string(),
-            hashes,
+            hashes: hashes.clone(),
         };
         let check_body = serde_json::to_vec(&request)
             .map_err(|failure| SyncError::Local(failure.to_string()))?;
@@ -90,6 +97,7 @@ impl LocalSet {
         };
         Ok(LocalSet {
             check_body,
+            hashes,
             missing,
             pending_hooks,
         })
@@ -99,7 +107,9 @@ impl LocalSet {
 /// Returns the names of the files a lineage's table configures, the three protocol files
 /// first.
 pub(super) fn configured_names(lineage: &LineageSettings) -> Vec<&String> {
-    let mut names = vec![&lineage.fullchain, &lineage.privkey, &lineage.chain];
+    let mut names = vec![&lineage.fullchain];
+    names.extend(lineage.privkey.iter());
+    names.push(&lineage.chain);
     names.extend(lineage.cert.iter().chain(lineage.combined.iter()));
     names.extend(lineage.pkcs12.iter().map(|(name, _)| name));
     names

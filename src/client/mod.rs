@@ -547,6 +547,7 @@ async fn sync_lineage(
     let name = &lineage.name;
     let LocalSet {
         check_body,
+        hashes,
         missing,
         pending_hooks,
     } = match local {
@@ -562,7 +563,13 @@ async fn sync_lineage(
         serde_json::from_slice(&reply.body).map_err(|failure| SyncError::Rejected {
             reason: format!("the check response is not valid JSON: {failure}"),
         })?;
-    if !answer.update_required {
+    // A lineage fetched without its key is current when its certificates are, whatever
+    // key hash the server announces.
+    let only_key_differs = lineage.privkey.is_none()
+        && answer.server_hashes.as_ref().is_some_and(|server| {
+            server.fullchain_hash == hashes.fullchain_hash && server.chain_hash == hashes.chain_hash
+        });
+    if !answer.update_required || only_key_differs {
         info!(lineage = %name, outcome = "up-to-date", "check");
         if let Some(version) = pending_hooks {
             warn!(lineage = %name, "the hooks of an earlier run did not finish; running them now");
@@ -583,17 +590,21 @@ async fn sync_lineage(
 
     let mut downloaded = Vec::with_capacity(3);
     for file in crate::protocol::SET_FILES {
+        if file == crate::protocol::SetFile::Privkey && lineage.privkey.is_none() {
+            downloaded.push(None);
+            continue;
+        }
         let path = format!("{DOWNLOAD_PREFIX}{name}/{}", file.file_name());
         let reply = connection.get(&path).await?;
         ensure_ok(&reply, file.file_name())?;
-        downloaded.push(reply.body.to_vec());
+        downloaded.push(Some(reply.body.to_vec()));
     }
-    let [fullchain, privkey, chain] = <[Vec<u8>; 3]>::try_from(downloaded)
-        .unwrap_or_else(|_| unreachable!("three files were downloaded"));
+    let [fullchain, privkey, chain] = <[Option<Vec<u8>>; 3]>::try_from(downloaded)
+        .unwrap_or_else(|_| unreachable!("three files were handled"));
     let set = DownloadedSet {
-        fullchain,
+        fullchain: fullchain.unwrap_or_default(),
         privkey,
-        chain,
+        chain: chain.unwrap_or_default(),
     };
     let verified = verify::verify_set(
         name,
@@ -645,9 +656,12 @@ fn set_files(
     };
     let mut files = vec![
         file(&lineage.fullchain, &set.fullchain, false),
-        file(&lineage.privkey, &set.privkey, true),
         file(&lineage.chain, &set.chain, false),
     ];
+    let key = lineage.privkey.as_ref().zip(set.privkey.as_ref());
+    if let Some((name, key)) = key {
+        files.insert(1, file(name, key, true));
+    }
     if let Some(cert) = &lineage.cert {
         files.push(file(cert, &verified.leaf_pem, false));
     }
@@ -656,7 +670,7 @@ fn set_files(
         if !contents.ends_with(b"\n") {
             contents.push(b'\n');
         }
-        contents.extend_from_slice(&set.privkey);
+        contents.extend_from_slice(key.map(|(_, key)| key.as_slice()).unwrap_or_default());
         files.push(file(combined, &contents, true));
     }
     if let Some((name, password_file)) = &lineage.pkcs12 {
@@ -669,7 +683,7 @@ fn set_files(
         let password = password.lines().next().unwrap_or_default();
         let pfx = crate::pkcs12::build(
             &verified.certificates_der,
-            &verified.key_pkcs8_der,
+            verified.key_pkcs8_der.as_deref().unwrap_or_default(),
             password,
             lineage.name.as_str(),
         )

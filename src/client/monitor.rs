@@ -305,7 +305,10 @@ fn read_version(
     let dir = version.unwrap_or(&lineage.dir);
     let set = DownloadedSet {
         fullchain: read_required(dir, &lineage.fullchain)?,
-        privkey: read_required(dir, &lineage.privkey)?,
+        privkey: match &lineage.privkey {
+            Some(name) => Some(read_required(dir, name)?),
+            None => None,
+        },
         chain: read_required(dir, &lineage.chain)?,
     };
     // A directory left by the Go client lacks cert.pem and the other outputs of acme-dl,

@@ -147,7 +147,8 @@ pub struct LineageSettings {
     pub dir: PathBuf,
     pub names: Vec<String>,
     pub fullchain: String,
-    pub privkey: String,
+    /// `None` for a lineage fetched without its key, as certificates-only rules allow.
+    pub privkey: Option<String>,
     pub chain: String,
     /// `None` when the leaf is not installed on its own.
     pub cert: Option<String>,
@@ -204,7 +205,7 @@ impl LineageSettings {
             dir: dest.join(name.as_str()),
             names: crate::verify::default_names(&name),
             fullchain: "fullchain.pem".to_owned(),
-            privkey: "privkey.pem".to_owned(),
+            privkey: Some("privkey.pem".to_owned()),
             chain: "chain.pem".to_owned(),
             cert: Some("cert.pem".to_owned()),
             combined: None,
@@ -387,6 +388,17 @@ fn lineage_settings(
         Some(empty) if empty.is_empty() => None,
         other => Some(file_name(other, "cert.pem")?),
     };
+    let privkey = match table.privkey {
+        Some(empty) if empty.is_empty() => None,
+        other => Some(file_name(other, "privkey.pem")?),
+    };
+    if privkey.is_none() && (table.combined.is_some() || table.pkcs12.is_some()) {
+        return Err(context(
+            "privkey = \"\" fetches no key, but combined and pkcs12 contain the key; remove \
+             them or name the key file"
+                .to_owned(),
+        ));
+    }
     let combined = table
         .combined
         .map(|value| file_name(Some(value), ""))
@@ -406,7 +418,7 @@ fn lineage_settings(
             .names
             .unwrap_or_else(|| crate::verify::default_names(&name)),
         fullchain: file_name(table.fullchain, "fullchain.pem")?,
-        privkey: file_name(table.privkey, "privkey.pem")?,
+        privkey,
         chain: file_name(table.chain, "chain.pem")?,
         cert,
         combined,
@@ -418,7 +430,8 @@ fn lineage_settings(
         },
         name,
     };
-    let mut all = vec![&settings.fullchain, &settings.privkey, &settings.chain];
+    let mut all = vec![&settings.fullchain, &settings.chain];
+    all.extend(settings.privkey.iter());
     all.extend(settings.cert.iter().chain(settings.combined.iter()));
     all.extend(settings.pkcs12.iter().map(|(name, _)| name));
     for (index, first) in all.iter().enumerate() {
