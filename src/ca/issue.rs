@@ -102,6 +102,11 @@ pub fn client(args: &PkiClientArgs) -> Result<(), CaError> {
         key_path.display(),
         layout.dir.display()
     );
+    if args.certificates_only {
+        say!(
+            "  and privkey = \"\" in each lineage's [lineage.\"NAME\"] table, so that no key is fetched"
+        );
+    }
     if superseded.is_some() {
         // The identity is the same, so the server's rule for it still applies.
         say!(
