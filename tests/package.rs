@@ -1,12 +1,12 @@
 //! The Debian package: `cargo deb` builds it, dpkg installs it, its files are in place
 //! and work, and `dpkg --purge` removes it again. The test needs root, cargo-deb, dpkg,
-//! systemd-analyze and man (scripts/install-test-deps installs them). It refuses to run
+//! systemd-analyze and man (scripts/install-test-deps installs them). It fails at once
 //! on a host where an acme-dl package or /etc/acme-dl already exists, because the purge
 //! at its end would remove them.
 //!
-//! The package wraps the binary that `cargo test` built in the dev profile, so the test
-//! adds seconds, not the minutes of a release build. `cargo deb` without flags packages
-//! a release build with the same files.
+//! The package wraps the binary that `cargo test` built, in the dev profile unless the
+//! tests ran with another, so the test adds seconds, not the minutes of a release build.
+//! `cargo deb` without flags packages a release build with the same files.
 
 mod support;
 
@@ -146,11 +146,23 @@ fn assert_host_clean(programs: &Programs) {
     }
 }
 
+/// Returns the Cargo profile that built the binary under test, from the name of its
+/// directory: `target/debug` for the dev profile, `target/NAME` for the others.
+fn binary_profile() -> String {
+    let binary = Path::new(support::harness::binary());
+    let directory = binary.parent().and_then(Path::file_name).unwrap();
+    match directory.to_str().unwrap() {
+        "debug" => "dev".to_owned(),
+        name => name.to_owned(),
+    }
+}
+
 fn build_package(programs: &Programs, out: &Path) -> PathBuf {
     let deb = out.join("acme-dl.deb");
     let manifest = repository().join("Cargo.toml");
+    let profile = binary_profile();
     // NOTE: cargo-deb 3.8 warns that packaging the dev profile will become an error in
-    // a later version; scripts/install-test-deps installs 3.8.0 for that reason.
+    // a later version, so scripts/install-test-deps pins 3.8.0.
     run_ok(
         &programs.cargo_deb,
         &[
@@ -158,7 +170,7 @@ fn build_package(programs: &Programs, out: &Path) -> PathBuf {
             manifest.to_str().unwrap(),
             "--no-build",
             "--profile",
-            "dev",
+            &profile,
             "--fast",
             "--output",
             deb.to_str().unwrap(),
