@@ -86,17 +86,11 @@ acme\-dl pki server \-\-dir /etc/acme\-dl/pki \-\-name certs.example.net
 acme\-dl pki client \-\-dir /etc/acme\-dl/pki \-\-name web412 \-\-lineage example.com
 .fi
 .PP
-A systemd service and timer:
+The daily client run of the Debian package's systemd timer, and the server:
 .PP
 .nf
-[Service]
-Type=oneshot
-ExecStart=/usr/local/bin/acme\-dl client \-\-config /etc/acme\-dl/client.toml
-
-[Timer]
-OnCalendar=daily
-RandomizedDelaySec=1h
-Persistent=true
+systemctl enable \-\-now acme\-dl\-client.timer
+systemctl enable \-\-now acme\-dl\-server.service
 .fi
 "#;
 
@@ -113,6 +107,9 @@ The lock shared by client runs.
 .TP
 DIR/ca.crt, DIR/client\-trust.pem, DIR/crl.pem, DIR/index.json
 A PKI made by acme\-dl pki init: the root that clients trust, the server's ca and crl settings, and the index of issued certificates. docs/pki.md describes every file.
+.TP
+acme\-dl\-server.service, acme\-dl\-client.service, acme\-dl\-client.timer
+The systemd units of the Debian package, in /usr/lib/systemd/system. docs/install.md describes their sandbox.
 "#;
 
 fn render() -> Vec<u8> {
