@@ -176,7 +176,7 @@ fn client_example_syncs_from_server_example() {
             path_str(&config),
             "--server",
             &server.url(),
-            "--check",
+            "--check-command",
             "true",
             "--on-change",
             "true",

@@ -63,15 +63,18 @@ complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l timeout -d 'S
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l retries -d 'Retries after a transient failure (refused, timed out, 503), with backoff [default: 3]' -r
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l splay -d 'Wait a random delay up to DURATION first, for example 30m, so a fleet started by cron does not reach the server in the same second [default: 0]' -r
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l on-change -d 'Command run once after the run when any lineage changed, for example "systemctl reload nginx"' -r
-complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l check -d 'Command run before on_change, for example "nginx -t"; when it fails, the previous sets are restored and the run fails' -r
+complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l check-command -d 'Command run before on_change, for example "nginx -t"; when it fails, the previous sets are restored and the run fails' -r
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l hook-timeout -d 'Seconds a hook may run before it is killed [default: 60]' -r
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l keep -d 'Previous sets kept per lineage for --rollback [default: 2]' -r
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l renew-before-days -d 'Days before the client certificate\'s end from which the client renews it through the server [default: the last third of its lifetime]' -r
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l lock-file -d 'Lock file that keeps two runs from installing at once [default: DEST/.acme-dl-client.lock]' -r -F
+complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l warn -d 'With --check: WARNING when a certificate has fewer than DAYS whole days left [default: 21]' -r
+complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l crit -d 'With --check: CRITICAL when a certificate has fewer than DAYS whole days left, at most --warn [default: 7]' -r
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l syslog-socket -d 'Syslog socket to log to (facility daemon); when it cannot be reached, logs go to stderr' -r -F
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l no-renew-identity -d 'Never renew the client certificate through the server; only warn as its end nears'
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l exit-code -d 'Exit 1 when a lineage was updated, 0 when nothing changed, as git diff --exit-code does'
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l rollback -d 'Switch the named lineages back to their previous set, run their hooks, and exit'
+complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l check -d 'Check the installed sets and the client certificate as a Nagios plugin, without contacting the server or changing any file: print one status line and exit 0 (OK), 1 (WARNING), 2 (CRITICAL) or 3 (UNKNOWN)'
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l no-syslog -d 'Log to stderr only, not to syslog'
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -l log-stderr -d 'Also write every log line to stderr'
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand client" -s v -l verbose -d 'Log debug messages too'
