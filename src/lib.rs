@@ -85,6 +85,15 @@ async fn run_server(args: &cli::ServerArgs) -> ExitStatus {
         Ok(settings) => settings,
         Err(failure) => return config_failure(&failure),
     };
+    // A reload only warns about these files, so that a broken PKI directory cannot keep a
+    // new revocation list or access policy from applying.
+    if let Some(Err(failure)) = settings
+        .renewal
+        .as_ref()
+        .map(config::RenewalSettings::check_files)
+    {
+        return config_failure(&failure);
+    }
     if args.check_config {
         return match server::check_config(&settings, args.explain.as_deref()) {
             Ok(summary) => {

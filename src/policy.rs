@@ -224,6 +224,15 @@ impl Policy {
         self.allow_all
     }
 
+    /// Returns true when every client may fetch everything, or a rule names `client`.
+    pub fn names_client(&self, client: &Identity) -> bool {
+        self.allow_all
+            || self
+                .rules
+                .iter()
+                .any(|rule| rule.clients.iter().any(|matcher| matcher.matches(client)))
+    }
+
     /// Returns the numbers of the rules that name `client` by its certificate's
     /// fingerprint, which a renewed certificate would no longer match.
     pub fn fingerprint_rules(&self, client: &Identity) -> Vec<usize> {

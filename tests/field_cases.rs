@@ -444,7 +444,7 @@ fn reader_never_sees_a_broken_set() {
                 };
                 let set = DownloadedSet {
                     fullchain: read("fullchain.pem")?,
-                    privkey: read("privkey.pem")?,
+                    privkey: Some(read("privkey.pem")?),
                     chain: read("chain.pem")?,
                 };
                 let names = verify::default_names(&lineage);
@@ -801,7 +801,7 @@ fn every_key_format_matches_and_mismatches() {
         fullchain.extend_from_slice(&chain);
         let set = DownloadedSet {
             fullchain,
-            privkey: key,
+            privkey: Some(key),
             chain: chain.clone(),
         };
         verify::verify_set(&lineage, &set, None, &names, SystemTime::now())
@@ -832,7 +832,7 @@ fn every_key_format_matches_and_mismatches() {
         "other.key",
     ]);
     let mut mixed = sets[2].1.clone();
-    mixed.privkey = std::fs::read(dir.path().join("other.key")).unwrap();
+    mixed.privkey = Some(std::fs::read(dir.path().join("other.key")).unwrap());
     let error = verify::verify_set(&lineage, &mixed, None, &names, SystemTime::now()).unwrap_err();
     assert_eq!(
         error.check,
@@ -1082,7 +1082,7 @@ fn kill_at_random_instants_leaves_a_complete_set() {
         let read = |name: &str| std::fs::read(version.join(name)).unwrap();
         let set = DownloadedSet {
             fullchain: read("fullchain.pem"),
-            privkey: read("privkey.pem"),
+            privkey: Some(read("privkey.pem")),
             chain: read("chain.pem"),
         };
         verify::verify_set(&lineage, &set, None, &names, SystemTime::now())

@@ -22,7 +22,8 @@ fn path_str(path: &Path) -> &str {
 }
 
 /// A PKI with a server certificate and client `web1`, valid for 30 days, and a server
-/// that renews client certificates.
+/// whose `[renewal]` table has the extra lines `renewal`, or none when `None`. The access
+/// rule names `client_rule`, which may list several clients as `cn:a", "cn:b`.
 struct Setup {
     dir: tempfile::TempDir,
     ca: PathBuf,
@@ -30,7 +31,7 @@ struct Setup {
 }
 
 impl Setup {
-    fn new(renewal: bool, client_rule: &str) -> Setup {
+    fn new(renewal: Option<&str>, client_rule: &str) -> Setup {
         let dir = tempfile::tempdir().unwrap();
         let ca = dir.path().join("ca");
         pki_ok(&["init", "--dir", path_str(&ca)]);
@@ -97,14 +98,17 @@ impl Setup {
     }
 }
 
-fn start_server(dir: &Path, ca: &Path, renewal: bool, client_rule: &str) -> ServerProcess {
+fn start_server(dir: &Path, ca: &Path, renewal: Option<&str>, client_rule: &str) -> ServerProcess {
     let certbot = dir.join("letsencrypt");
     let acme = Authority::new_root("renewal test ACME CA", 30).unwrap();
     support::harness::write_lineage(&certbot, &acme, "example.com", 1);
     let mut config =
         format!("[[access]]\nclients = [\"{client_rule}\"]\nlineages = [\"example.com\"]\n");
-    if renewal {
-        config.push_str(&format!("[renewal]\npki_dir = \"{}\"\n", ca.display()));
+    if let Some(extra) = renewal {
+        config.push_str(&format!(
+            "[renewal]\npki_dir = \"{}\"\n{extra}",
+            ca.display()
+        ));
     }
     std::fs::write(dir.join("server.toml"), config).unwrap();
     let args: Vec<String> = [
@@ -158,7 +162,7 @@ fn client_lines(list: &str) -> Vec<String> {
 
 #[test]
 fn renewal_in_window_replaces_both_files() {
-    let setup = Setup::new(true, "cn:web1");
+    let setup = Setup::new(Some(""), "cn:web1");
     let old_serial = serial(&setup.cert());
     let old_key = std::fs::read(setup.key()).unwrap();
 
@@ -240,7 +244,7 @@ fn renewal_in_window_replaces_both_files() {
 
 #[test]
 fn lost_response_and_interrupted_install_recover() {
-    let setup = Setup::new(true, "cn:web1");
+    let setup = Setup::new(Some(""), "cn:web1");
     let saved = setup.dir.path().join("saved");
     std::fs::create_dir(&saved).unwrap();
     std::fs::copy(setup.cert(), saved.join("old.crt")).unwrap();
@@ -274,6 +278,19 @@ fn lost_response_and_interrupted_install_recover() {
     assert!(lines[2].contains(&third_serial), "{lines:?}");
     assert!(lines[2].contains("valid"), "{lines:?}");
 
+    // The response is lost a second time: the same key is still recognized.
+    std::fs::rename(setup.key(), &pending_key).unwrap();
+    std::fs::copy(saved.join("old.key"), setup.key()).unwrap();
+    std::fs::copy(saved.join("old.crt"), setup.cert()).unwrap();
+    let output = setup.sync(&["--renew-before-days", "40"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+    let fourth_serial = serial(&setup.cert());
+    let line = setup
+        .server
+        .wait_for_log(&["client certificate renewed", &fourth_serial]);
+    assert!(line.contains(&format!("replaces={third_serial}")), "{line}");
+    let third_serial = fourth_serial;
+
     // As if a run stopped between renaming the key and the certificate: the new key is in
     // place, the old certificate too, and the new certificate is pending.
     let pending_cert = PathBuf::from(format!("{}.new", setup.cert().display()));
@@ -299,7 +316,7 @@ fn lost_response_and_interrupted_install_recover() {
 
 #[test]
 fn revoked_and_replaced_identities_rejected() {
-    let setup = Setup::new(true, "cn:web1");
+    let setup = Setup::new(Some(""), "cn:web1");
     let before = std::fs::read(setup.cert()).unwrap();
     let saved = setup.dir.path().join("web1.crt");
     let saved_key = setup.dir.path().join("web1.key");
@@ -346,7 +363,7 @@ fn revoked_and_replaced_identities_rejected() {
 
 #[test]
 fn fingerprint_rule_and_disabled_renewal_rejected() {
-    let setup = Setup::new(true, "sha256:FINGERPRINT");
+    let setup = Setup::new(Some(""), "sha256:FINGERPRINT");
     let output = setup.sync(&["--renew-before-days", "40"]);
     assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
     assert!(
@@ -355,7 +372,7 @@ fn fingerprint_rule_and_disabled_renewal_rejected() {
         describe(&output)
     );
 
-    let setup = Setup::new(false, "cn:web1");
+    let setup = Setup::new(None, "cn:web1");
     let before = std::fs::read(setup.cert()).unwrap();
     let output = setup.sync(&["--renew-before-days", "40"]);
     assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
@@ -435,8 +452,10 @@ fn bad_signing_requests_rejected() {
                 presented,
                 csr_pem: csr,
                 validity: None,
-                min_interval: time::Duration::hours(24),
+                // The renewal below is presented again at once.
+                min_interval: time::Duration::ZERO,
             },
+            || Ok(()),
         )
     };
     let csr_for = |key: &KeyPair| {
@@ -482,10 +501,28 @@ fn bad_signing_requests_rejected() {
         "{not_client:?}"
     );
 
-    // The identity comes from the presented certificate, not from the request.
+    // The identity comes from the presented certificate, not from the request, and the
+    // new certificate spans as long as the presented one.
     let renewed = request(client.as_ref(), &csr_for(&new_key)).unwrap();
     assert_eq!(renewed.identity, "web1");
-    assert!(renewed.chain_pem.contains("BEGIN CERTIFICATE"));
+    let span = |der: &[u8]| {
+        let info = acme_dl::identity::Identity::from_der(&CertificateDer::from(der));
+        assert_eq!(info.common_name.as_deref(), Some("web1"));
+        let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+        cert.validity().not_after.timestamp() - cert.validity().not_before.timestamp()
+    };
+    let new_leaf = CertificateDer::pem_slice_iter(renewed.chain_pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(span(new_leaf.as_ref()), span(client.as_ref()));
+
+    // A key that an earlier certificate of the index had is rejected.
+    let old_key = request(new_leaf.as_ref(), &csr_for(&current_key)).unwrap_err();
+    assert!(
+        matches!(&old_key, RenewalError::BadRequest(r) if r.contains("already certified")),
+        "{old_key:?}"
+    );
 
     if support::require_program("openssl").is_none() {
         return;
@@ -510,4 +547,114 @@ fn bad_signing_requests_rejected() {
         matches!(&weak, Err(RenewalError::BadRequest(r)) if r.contains("1024 bits")),
         "{weak:?}"
     );
+}
+
+#[test]
+fn rejected_requests_leave_the_budget() {
+    // One signature a minute: rejected requests must not use it up.
+    let setup = Setup::new(Some("max_per_minute = 1\n"), "cn:web1\", \"cn:web2");
+    pki_ok(&[
+        "client",
+        "--dir",
+        path_str(&setup.ca),
+        "--name",
+        "web2",
+        "--days",
+        "30",
+    ]);
+    let identity = support::harness::Identity {
+        cert: setup.cert(),
+        key: setup.key(),
+        ca: setup.ca.join("ca.crt"),
+    };
+    let body = r#"{"csr":"garbage"}"#;
+    let request = format!(
+        "POST /api/renew-identity HTTP/1.1\r\nHost: localhost\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    for _ in 0..3 {
+        let response =
+            support::harness::raw_request(setup.server.addr, Some(&identity), request.as_bytes())
+                .unwrap();
+        assert_eq!(response.status, 400);
+    }
+    let output = setup.sync(&["--renew-before-days", "40"]);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    // The signature used the minute's budget: web2 waits (429, exit 3), its files stay.
+    let web2 = setup.ca.join("clients/web2.crt");
+    let before = std::fs::read(&web2).unwrap();
+    let mut args = setup_args(&setup, &web2, &setup.ca.join("clients/web2.key"));
+    args.extend(["--renew-before-days".to_owned(), "40".to_owned()]);
+    let output = run_client(&args);
+    assert_eq!(output.status.code(), Some(3), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("renewals a minute"),
+        "{}",
+        describe(&output)
+    );
+    assert_eq!(std::fs::read(&web2).unwrap(), before);
+    assert!(!PathBuf::from(format!("{}.new", web2.display())).exists());
+}
+
+#[test]
+fn client_without_access_rule_is_rejected() {
+    let setup = Setup::new(Some(""), "cn:someone-else");
+    let output = setup.sync(&["--renew-before-days", "40"]);
+    assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
+    assert!(
+        stderr(&output).contains("no access rule names this client"),
+        "{}",
+        describe(&output)
+    );
+}
+
+#[test]
+fn linked_certificate_and_key_keep_their_links() {
+    let setup = Setup::new(Some(""), "cn:web1");
+    let links = setup.dir.path().join("links");
+    std::fs::create_dir(&links).unwrap();
+    let (cert_link, key_link) = (links.join("client.crt"), links.join("client.key"));
+    std::os::unix::fs::symlink(setup.cert(), &cert_link).unwrap();
+    std::os::unix::fs::symlink(setup.key(), &key_link).unwrap();
+    let old_serial = serial(&setup.cert());
+
+    let mut args = setup_args(&setup, &cert_link, &key_link);
+    args.extend(["--renew-before-days".to_owned(), "40".to_owned()]);
+    let output = run_client(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+
+    assert!(std::fs::symlink_metadata(&cert_link).unwrap().is_symlink());
+    assert!(std::fs::symlink_metadata(&key_link).unwrap().is_symlink());
+    assert_ne!(
+        serial(&setup.cert()),
+        old_serial,
+        "the link's target was renewed"
+    );
+    let output = run_client(&setup_args(&setup, &cert_link, &key_link));
+    assert_eq!(output.status.code(), Some(0), "{}", describe(&output));
+}
+
+/// Returns the client arguments of `setup` with another certificate and key.
+fn setup_args(setup: &Setup, cert: &Path, key: &Path) -> Vec<String> {
+    [
+        "--no-syslog",
+        "--log-stderr",
+        "--config",
+        "/dev/null",
+        "--server",
+        &setup.server.url(),
+        "--dest",
+        path_str(&setup.dir.path().join("dest-other")),
+        "--cert",
+        path_str(cert),
+        "--key",
+        path_str(key),
+        "--ca",
+        path_str(&setup.ca.join("ca.crt")),
+        "example.com",
+    ]
+    .iter()
+    .map(|arg| (*arg).to_owned())
+    .collect()
 }

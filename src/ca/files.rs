@@ -74,14 +74,27 @@ impl Layout {
     /// Fails unless the directory contains an index, which `pki init` and `pki import` write
     /// last.
     pub fn require_existing(&self) -> Result<(), CaError> {
-        if self.index().is_file() {
-            return Ok(());
+        let index = self.index();
+        match std::fs::metadata(&index) {
+            Ok(metadata) if metadata.is_file() => Ok(()),
+            Ok(_) => Err(CaError::Invalid(format!(
+                "{} is not a regular file; the PKI directory {} is damaged",
+                index.display(),
+                self.dir.display()
+            ))),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                Err(CaError::Invalid(format!(
+                    "{} is not a PKI directory: {} not found; create one with acme-dl pki init",
+                    self.dir.display(),
+                    index.display()
+                )))
+            }
+            Err(error) => Err(CaError::Invalid(format!(
+                "reading {} failed: {error}; run the command as a user that can read the PKI \
+                 directory",
+                index.display()
+            ))),
         }
-        Err(CaError::Invalid(format!(
-            "{} is not a PKI directory: {} not found; create one with acme-dl pki init",
-            self.dir.display(),
-            self.index().display()
-        )))
     }
 }
 

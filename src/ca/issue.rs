@@ -96,12 +96,10 @@ pub fn client(args: &PkiClientArgs) -> Result<(), CaError> {
     index.save(&layout)?;
 
     print_issued(&index, &cert_path, &key_path, superseded.as_deref());
-    say!(
-        "client.toml: cert = \"{}\", key = \"{}\", ca = \"{}/ca.crt\"",
-        cert_path.display(),
-        key_path.display(),
-        layout.dir.display()
-    );
+    say!("client.toml:");
+    say!("  cert = \"{}\"", cert_path.display());
+    say!("  key = \"{}\"", key_path.display());
+    say!("  ca = \"{}/ca.crt\"", layout.dir.display());
     if args.certificates_only {
         say!(
             "  and privkey = \"\" in each lineage's [lineage.\"NAME\"] table, so that no key is fetched"

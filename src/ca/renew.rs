@@ -6,7 +6,8 @@
 //! whether that certificate may renew: it must be a client certificate of this PKI, not
 //! revoked, not expired and not replaced. The one exception is a request that repeats a
 //! renewal whose response the client never received: its new key is the key the index
-//! records for the replacement, so a new certificate for that key replaces it.
+//! records for the renewals that replaced it, so a new certificate for that key replaces
+//! the newest of them. The key of any other certificate in the index is rejected.
 
 use std::path::Path;
 
@@ -31,6 +32,8 @@ use crate::protocol::sha256_hex;
 const MIN_RSA_BITS: usize = 2048;
 /// Largest RSA key a renewal accepts, in bits; larger keys only cost the server time.
 const MAX_RSA_BITS: usize = 8192;
+/// Smallest RSA public exponent a renewal accepts, the one every current tool uses.
+const MIN_RSA_EXPONENT: u64 = 65_537;
 /// Shortest validity a renewal may give, once cut to the intermediate's end.
 const MIN_VALIDITY: Duration = Duration::days(1);
 
@@ -55,6 +58,9 @@ pub struct Renewed {
     pub identity: String,
     /// Serial of the certificate the client presented.
     pub presented_serial: String,
+    /// Serial the new certificate replaces in the index: the presented one, or the
+    /// newest renewal of it when the request repeated a lost response.
+    pub replaced_serial: String,
     pub serial: String,
     pub not_after: OffsetDateTime,
     /// True when the request repeated a renewal whose response was lost.
@@ -98,8 +104,13 @@ struct SigningRequest {
     spki_sha256: String,
 }
 
-/// Renews the presented client certificate in the PKI of `pki_dir`.
-pub fn renew(pki_dir: &Path, request: &RenewalRequest<'_>) -> Result<Renewed, RenewalError> {
+/// Renews the presented client certificate in the PKI of `pki_dir`. `admit` runs after
+/// every check and before the signature, so that a rate limit counts signatures only.
+pub fn renew(
+    pki_dir: &Path,
+    request: &RenewalRequest<'_>,
+    admit: impl FnOnce() -> Result<(), RenewalError>,
+) -> Result<Renewed, RenewalError> {
     let csr = parse_request(request.csr_pem)?;
     let presented = certs::read_info_der(request.presented).map_err(|error| {
         RenewalError::BadRequest(format!("the presented certificate is unreadable: {error}"))
@@ -124,23 +135,30 @@ pub fn renew(pki_dir: &Path, request: &RenewalRequest<'_>) -> Result<Renewed, Re
     let record = index.certificates[position].clone();
     let replaces = replaced_serial(&index, &record, &csr, now, request.min_interval)?;
     let repeated = replaces != record.serial;
-    if !repeated && record.public_key_sha256.as_deref() == Some(csr.spki_sha256.as_str()) {
-        return Err(RenewalError::BadRequest(
-            "the signing request uses the key of the current certificate; a renewal needs \
-             a new key"
-                .to_owned(),
-        ));
+    // A repeated request certifies the key of its lost renewals again, and nothing else.
+    let known_key = index.certificates.iter().find(|known| {
+        known.public_key_sha256.as_deref() == Some(csr.spki_sha256.as_str())
+            && !(repeated && known.renewed.is_some())
+    });
+    if let Some(known) = known_key {
+        return Err(RenewalError::BadRequest(format!(
+            "the signing request's key is already certified by serial {}; a renewal needs a \
+             new key",
+            known.serial
+        )));
     }
+    admit()?;
 
     let client_ca = certs::load_client_ca(&layout, None)
         .map_err(|error| RenewalError::Failed(error.to_string()))?;
     let ca_not_after = certs::not_after(&layout.client_ca_cert())
         .map_err(|error| RenewalError::Failed(error.to_string()))?;
-    let lifetime = request
-        .validity
-        .unwrap_or(presented.not_after - presented.not_before);
     let mut spec = LeafSpec::new(&record.identity, Usage::Client, 1);
-    spec.not_after = now + lifetime;
+    spec.not_after = match request.validity {
+        Some(validity) => now + validity,
+        // The same span as the presented certificate, from the same backdated start.
+        None => spec.not_before + (presented.not_after - presented.not_before),
+    };
     let shortened = spec.not_after > ca_not_after;
     if shortened {
         spec.not_after = ca_not_after - Duration::minutes(1);
@@ -171,6 +189,7 @@ pub fn renew(pki_dir: &Path, request: &RenewalRequest<'_>) -> Result<Renewed, Re
         chain_pem: format!("{cert_pem}{}", client_ca.cert_pem()),
         identity: new_record.identity.clone(),
         presented_serial: record.serial.clone(),
+        replaced_serial: new_record.supersedes.clone().unwrap_or_default(),
         serial: new_record.serial.clone(),
         not_after: spec.not_after,
         repeated,
@@ -223,23 +242,26 @@ fn replaced_serial(
             )));
         }
         State::Superseded => {
-            let successor = index.successor(&record.serial);
-            let lost_answer = successor.filter(|successor| {
-                successor.renewed.is_some()
-                    && successor.public_key_sha256.as_deref() == Some(csr.spki_sha256.as_str())
-                    && index.state(successor, now) == State::Valid
-            });
-            if let Some(successor) = lost_answer {
-                return Ok(successor.serial.clone());
+            if let Some(newest) = lost_renewal(index, record, csr, now) {
+                return Ok(newest.serial.clone());
             }
-            let by = successor.map_or_else(String::new, |s| format!(" by serial {}", s.serial));
+            let by = index
+                .successor(&record.serial)
+                .map_or_else(String::new, |s| format!(" by serial {}", s.serial));
             return Err(RenewalError::Refused(format!(
-                "certificate {} serial {} was replaced{by}; install the newer certificate, \
-                 or issue one with acme-dl pki client --name {}",
+                "certificate {} serial {} was replaced{by}: install that certificate if this \
+                 host has it; otherwise revoke the identity and issue a new one with acme-dl \
+                 pki client --name {}",
                 record.identity, record.serial, record.identity
             )));
         }
     }
+    // A short-lived certificate must be able to renew before it ends.
+    let lifetime = record
+        .not_before
+        .zip(record.not_after)
+        .map(|(start, end)| end - start);
+    let min_interval = lifetime.map_or(min_interval, |lifetime| min_interval.min(lifetime / 2));
     if let Some(renewed) = record.renewed {
         let age = now - renewed;
         if age < min_interval {
@@ -262,11 +284,46 @@ fn replaced_serial(
     Ok(record.serial.clone())
 }
 
+/// Returns the newest certificate in the chain of renewals that replaced `record` when
+/// every one of them certifies the request's key: the client lost their responses and
+/// sends the same pending key again. A certificate `pki client` issued in between, or a
+/// revoked one, ends the chain.
+fn lost_renewal<'a>(
+    index: &'a Index,
+    record: &Record,
+    csr: &SigningRequest,
+    now: OffsetDateTime,
+) -> Option<&'a Record> {
+    let mut newest = index.successor(&record.serial)?;
+    loop {
+        let repeat = newest.renewed.is_some()
+            && newest.public_key_sha256.as_deref() == Some(csr.spki_sha256.as_str());
+        if !repeat {
+            return None;
+        }
+        match index.state(newest, now) {
+            State::Valid => return Some(newest),
+            State::Superseded => newest = index.successor(&newest.serial)?,
+            State::Revoked | State::Expired => return None,
+        }
+    }
+}
+
 /// Parses a signing request, verifies its signature and checks its key.
 fn parse_request(pem: &str) -> Result<SigningRequest, RenewalError> {
     let bad = |reason: String| RenewalError::BadRequest(reason);
-    let (_, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes())
-        .map_err(|error| bad(format!("the signing request is not PEM: {error}")))?;
+    let (rest, block) = x509_parser::pem::parse_x509_pem(pem.as_bytes()).map_err(|_| {
+        bad(
+            "the signing request is not PEM: expected a -----BEGIN CERTIFICATE REQUEST----- \
+             block"
+                .to_owned(),
+        )
+    })?;
+    if !rest.iter().all(u8::is_ascii_whitespace) {
+        return Err(bad(
+            "the signing request has data after its PEM block; send one request".to_owned(),
+        ));
+    }
     if block.label != "CERTIFICATE REQUEST" {
         return Err(bad(format!(
             "expected a CERTIFICATE REQUEST PEM block, got {:?}",
@@ -306,16 +363,22 @@ fn check_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<(), String> {
         return match curve {
             Some(curve) if curve == OID_EC_P256 || curve == OID_NIST_EC_P384 => Ok(()),
             Some(curve) => Err(format!(
-                "the signing request's elliptic curve {curve} is not accepted; use P-256 or P-384"
+                "the signing request's elliptic curve {} is not accepted; use P-256 or P-384",
+                curve_name(&curve.to_id_string())
             )),
             None => Err("the signing request's elliptic-curve key names no curve".to_owned()),
         };
     }
     if *algorithm == OID_PKCS1_RSAENCRYPTION {
-        let bits = match spki.parsed() {
-            Ok(PublicKey::RSA(key)) => key.key_size(),
+        let (bits, exponent) = match spki.parsed() {
+            Ok(PublicKey::RSA(key)) => (key.key_size(), key.try_exponent().unwrap_or(0)),
             _ => return Err("the signing request's RSA key is malformed".to_owned()),
         };
+        if exponent < MIN_RSA_EXPONENT {
+            return Err(format!(
+                "the signing request's RSA key has public exponent {exponent}; use 65537"
+            ));
+        }
         if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
             return Err(format!(
                 "the signing request's RSA key has {bits} bits; use {MIN_RSA_BITS} to \
@@ -328,4 +391,15 @@ fn check_key(spki: &SubjectPublicKeyInfo<'_>) -> Result<(), String> {
         "the signing request's key type {algorithm} is not accepted; use ECDSA P-256 or \
          P-384, Ed25519, or RSA"
     ))
+}
+
+/// Names the elliptic curves that a rejected request most likely uses.
+fn curve_name(oid: &str) -> String {
+    let name = match oid {
+        "1.3.132.0.35" => "P-521",
+        "1.3.132.0.10" => "secp256k1",
+        "1.3.36.3.3.2.8.1.1.7" => "brainpoolP256r1",
+        _ => return oid.to_owned(),
+    };
+    format!("{name} ({oid})")
 }

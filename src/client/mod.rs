@@ -631,7 +631,8 @@ async fn sync_lineage(
         dir = %lineage.dir.display(),
         version = %installed.version.display(),
         serial = %verified.serial,
-        not_after = verified.not_after,
+        not_after = %time::OffsetDateTime::from_unix_timestamp(verified.not_after)
+            .map_or_else(|_| verified.not_after.to_string(), |date| date.date().to_string()),
         "set installed"
     );
     Ok(LineageOutcome::Updated(Update {

@@ -127,6 +127,17 @@ pub struct Renewed {
     pub not_after: OffsetDateTime,
 }
 
+/// Returns the certificate and key paths with symbolic links resolved, so that a renewal
+/// replaces the files the links point at and keeps the links.
+fn link_targets(tls: &TlsFiles) -> TlsFiles {
+    let target = |path: &Path| std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned());
+    TlsFiles {
+        cert: target(&tls.cert),
+        key: target(&tls.key),
+        ca: tls.ca.clone(),
+    }
+}
+
 /// Path of the pending copy of a file: `FILE.new`.
 fn pending(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -137,6 +148,7 @@ fn pending(path: &Path) -> PathBuf {
 /// Finishes a renewal that a previous run left between its two renames, and removes a
 /// pending certificate that matches no key. Runs before the certificate is loaded.
 pub fn finish_interrupted(tls: &TlsFiles) -> Result<(), SyncError> {
+    let tls = &link_targets(tls);
     let cert_pending = pending(&tls.cert);
     if !cert_pending.exists() {
         return Ok(());
@@ -187,8 +199,28 @@ pub async fn renew(
     tls: &TlsFiles,
     current: &CurrentCertificate,
 ) -> Result<Renewed, SyncError> {
+    let tls = &link_targets(tls);
     let key = pending_key(tls, current)?;
-    let csr = signing_request(&key, &current.common_name)?;
+    let result = request_and_install(connection, tls, current, &key).await;
+    if let Err(SyncError::Rejected { .. }) = &result {
+        // The server responded, so no lost response awaits this key. The next attempt
+        // starts from a new one.
+        let path = pending(&tls.key);
+        if std::fs::remove_file(&path).is_ok() {
+            info!(key = %path.display(), "removed the pending key of a rejected renewal");
+        }
+    }
+    result
+}
+
+/// Sends the signing request for `key` and installs the certificate of the response.
+async fn request_and_install(
+    connection: &mut Connection,
+    tls: &TlsFiles,
+    current: &CurrentCertificate,
+    key: &KeyPair,
+) -> Result<Renewed, SyncError> {
+    let csr = signing_request(key, &current.common_name)?;
     let body = serde_json::to_vec(&RenewRequest { csr })
         .map_err(|error| SyncError::Config(format!("encoding the renewal request: {error}")))?;
     let reply = connection.post_json(RENEW_PATH, body).await?;
@@ -208,7 +240,7 @@ pub async fn renew(
         serde_json::from_slice(&reply.body).map_err(|error| SyncError::Rejected {
             reason: format!("the server's renewal response is not valid JSON: {error}"),
         })?;
-    let new_cert = check_response(&response.certificate, &key, current).map_err(|reason| {
+    let new_cert = check_response(&response.certificate, key, current).map_err(|reason| {
         SyncError::Rejected {
             reason: format!("the server's renewal response was not installed: {reason}"),
         }
@@ -225,14 +257,19 @@ pub async fn renew(
 /// lost, else a new key of the current key's type, written to `KEY.new` before use.
 fn pending_key(tls: &TlsFiles, current: &CurrentCertificate) -> Result<KeyPair, SyncError> {
     let path = pending(&tls.key);
-    if let Some(key) = read_key(&path) {
+    let private = std::fs::symlink_metadata(&path)
+        .is_ok_and(|meta| meta.is_file() && meta.mode() & 0o077 == 0);
+    if private && let Some(key) = read_key(&path) {
         info!(key = %path.display(), "renewing with the pending key of an earlier run");
         return Ok(key);
     }
-    if path.exists() {
-        std::fs::remove_file(&path).map_err(|error| {
-            SyncError::Local(format!("removing unreadable {}: {error}", path.display()))
-        })?;
+    if std::fs::symlink_metadata(&path).is_ok() {
+        warn!(
+            key = %path.display(),
+            "removing a pending key that is unreadable, not a file, or open to other users"
+        );
+        std::fs::remove_file(&path)
+            .map_err(|error| SyncError::Local(format!("removing {}: {error}", path.display())))?;
     }
     let algorithm = current.algorithm.ok_or_else(|| {
         SyncError::Config(format!(
@@ -463,7 +500,7 @@ mod tests {
     }
 
     #[test]
-    fn pending_key_alone_is_kept_for_the_next_renewal() {
+    fn pending_key_alone_is_kept() {
         let dir = tempfile::tempdir().unwrap();
         let ca = Authority::new_root("renewal unit test CA", 30).unwrap();
         let (cert, key) = issue(&ca, dir.path(), "client");

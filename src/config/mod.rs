@@ -115,12 +115,11 @@ const DEFAULT_RENEWAL_MIN_INTERVAL_SECS: u64 = 24 * 3600;
 const DEFAULT_RENEWALS_PER_MINUTE: u32 = 60;
 
 impl RenewalSettings {
-    /// Checks the table and that the PKI directory holds what renewal reads. The files
-    /// are read again for each renewal, so a `pki` command's changes apply at once.
-    fn resolve(file: &RenewalFile) -> Result<RenewalSettings, ConfigError> {
-        let dir = &file.pki_dir;
+    /// Checks that the PKI directory holds what renewal reads. The files are read again
+    /// for each renewal, so a `pki` command's changes apply at once.
+    pub fn check_files(&self) -> Result<(), ConfigError> {
         for name in ["index.json", "client-ca.crt", "client-ca.key"] {
-            let path = dir.join(name);
+            let path = self.pki_dir.join(name);
             if let Err(error) = std::fs::File::open(&path) {
                 return Err(ConfigError(format!(
                     "[renewal] pki_dir: cannot read {}: {error}; point pki_dir at a directory \
@@ -129,6 +128,12 @@ impl RenewalSettings {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Checks the table's values; the files are checked by `check_files`.
+    fn resolve(file: &RenewalFile) -> Result<RenewalSettings, ConfigError> {
+        let dir = &file.pki_dir;
         let validity = match file.days {
             None => None,
             Some(days) if (1..=3650).contains(&days) => Some(time::Duration::days(days)),

@@ -109,7 +109,7 @@ struct Shared {
     /// Limits the log lines of connections closed, or sent a 503, under overload.
     overload_log: throttle::Throttle,
     /// Renewals signed in the current minute.
-    renewal_budget: renewal::RenewalBudget,
+    renewal_budget: Arc<renewal::RenewalBudget>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -259,7 +259,7 @@ impl Server {
                 max_connections: settings.max_connections,
                 retry_after: settings.retry_after,
                 overload_log: throttle::Throttle::new(1),
-                renewal_budget: renewal::RenewalBudget::new(),
+                renewal_budget: Arc::new(renewal::RenewalBudget::new()),
                 handshake_log: throttle::Throttle::new(HANDSHAKE_LOG_LINES_PER_SECOND),
                 body_timeout: settings.header_timeout,
                 limits: Arc::new(limits::Limits::new(settings.limits)),
@@ -743,9 +743,14 @@ pub fn check_config(
     let _ = writeln!(text, "listen: {}", settings.listen);
     let _ = writeln!(
         text,
-        "certbot_dir: {} ({} lineages)",
+        "certbot_dir: {} ({} {})",
         store.root().display(),
-        lineages.len()
+        lineages.len(),
+        if lineages.len() == 1 {
+            "lineage"
+        } else {
+            "lineages"
+        }
     );
     let _ = writeln!(text, "client CA bundle: {}", settings.tls.ca.display());
     match &settings.renewal {
@@ -813,6 +818,13 @@ pub async fn run(
             let result = resolve().and_then(|settings| {
                 if settings.listen != listen || settings.certbot_dir != certbot_dir {
                     warn!("listen and certbot_dir changes take effect only after a restart");
+                }
+                if let Some(Err(failure)) = settings
+                    .renewal
+                    .as_ref()
+                    .map(crate::config::RenewalSettings::check_files)
+                {
+                    warn!(error = %failure, "renewal of client certificates will fail until the PKI directory is readable");
                 }
                 reloader
                     .reload(&settings)

@@ -3,9 +3,9 @@
 //! the same identity, signed with the PKI's client intermediate (`crate::ca::renew`).
 //!
 //! The identity comes from the certificate the handshake verified, never from the
-//! request. Requests are refused when renewal is off, when an access rule names the
-//! client by fingerprint (a new certificate would lose that access), and beyond
-//! `max_per_minute` across all clients.
+//! request. Requests are rejected when renewal is off, when no access rule names the
+//! client, when an access rule names it by fingerprint (a new certificate would lose that
+//! access), and beyond `max_per_minute` signatures across all clients.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,8 +24,8 @@ use crate::protocol::{RenewRequest, RenewResponse};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
-/// Counts renewals in the current minute, across all clients, so that a flood of
-/// requests cannot keep the server signing.
+/// Counts the renewals signed in the current minute, across all clients, so that a flood
+/// of requests cannot keep the server signing. Rejected requests do not count.
 #[derive(Debug)]
 pub(super) struct RenewalBudget {
     /// Start of the current minute and the renewals taken in it.
@@ -76,7 +76,14 @@ pub(super) async fn renew(
             "client certificate renewal is not enabled on this server",
         );
     };
-    let rules = shared.policy().fingerprint_rules(log.client);
+    let policy = shared.policy();
+    if !policy.names_client(log.client) {
+        return log.reject(
+            StatusCode::FORBIDDEN,
+            "no access rule names this client; a client without access does not renew",
+        );
+    }
+    let rules = policy.fingerprint_rules(log.client);
     if !rules.is_empty() {
         let numbers: Vec<String> = rules.iter().map(ToString::to_string).collect();
         return log.reject(
@@ -101,36 +108,58 @@ pub(super) async fn renew(
             );
         }
     };
-    if let Err(wait) = shared
-        .renewal_budget
-        .take(settings.max_per_minute, Instant::now())
-    {
-        let mut response = log.reject(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!(
-                "the server signs at most {} renewals a minute; retry after the delay in \
-                 Retry-After",
-                settings.max_per_minute
-            ),
-        );
-        insert_retry_after(&mut response, wait);
-        return response;
-    }
     let Some(presented) = peer.chain.first().map(|der| der.as_ref().to_vec()) else {
         return log.reject(StatusCode::FORBIDDEN, "no client certificate");
     };
 
-    let pki_dir = settings.pki_dir.clone();
+    // The signature and its log line happen on a blocking thread that finishes even when
+    // the client disconnects, so every certificate written to the index is logged.
+    let budget = shared.renewal_budget.clone();
+    let per_minute = settings.max_per_minute;
+    let client = log.client.to_string();
+    let fingerprint = log.client.short_fingerprint();
+    let peer_addr = log.peer;
     let signing = tokio::task::spawn_blocking(move || {
-        crate::ca::renew(
-            &pki_dir,
-            &RenewalRequest {
-                presented: &presented,
-                csr_pem: &renewal.csr,
-                validity: settings.validity,
-                min_interval: settings.min_interval,
-            },
-        )
+        let request = RenewalRequest {
+            presented: &presented,
+            csr_pem: &renewal.csr,
+            validity: settings.validity,
+            min_interval: settings.min_interval,
+        };
+        let admit = || {
+            budget
+                .take(per_minute, Instant::now())
+                .map_err(|wait| RenewalError::TooSoon {
+                    reason: format!(
+                        "the server signs at most {per_minute} renewals a minute; retry after \
+                         the delay in Retry-After"
+                    ),
+                    retry_after: wait,
+                })
+        };
+        let renewed = crate::ca::renew(&settings.pki_dir, &request, admit)?;
+        info!(
+            client = %client,
+            fingerprint = %fingerprint,
+            peer = %peer_addr,
+            identity = %renewed.identity,
+            previous_serial = %renewed.presented_serial,
+            replaces = %renewed.replaced_serial,
+            serial = %renewed.serial,
+            not_after = %renewed.not_after.date(),
+            repeated = renewed.repeated,
+            "client certificate renewed"
+        );
+        if renewed.shortened {
+            warn!(
+                identity = %renewed.identity,
+                serial = %renewed.serial,
+                not_after = %renewed.not_after.date(),
+                "renewed certificate cut short: the client intermediate expires before the \
+                 usual lifetime ends"
+            );
+        }
+        Ok(renewed)
     });
     let renewed = match signing.await {
         Ok(Ok(renewed)) => renewed,
@@ -139,26 +168,6 @@ pub(super) async fn renew(
             return failed(log, &format!("the renewal task ended: {failure}"));
         }
     };
-    info!(
-        client = %log.client,
-        fingerprint = %log.client.short_fingerprint(),
-        peer = %log.peer,
-        identity = %renewed.identity,
-        previous_serial = %renewed.presented_serial,
-        serial = %renewed.serial,
-        not_after = %renewed.not_after.date(),
-        repeated = renewed.repeated,
-        "client certificate renewed"
-    );
-    if renewed.shortened {
-        warn!(
-            identity = %renewed.identity,
-            serial = %renewed.serial,
-            not_after = %renewed.not_after.date(),
-            "renewed certificate cut short: the client intermediate expires before the \
-             usual lifetime ends"
-        );
-    }
     let body = serde_json::to_vec(&RenewResponse {
         certificate: renewed.chain_pem,
     })
