@@ -572,7 +572,7 @@ fn describe_alert_from_server(alert: AlertDescription) -> String {
             "the server rejected this client's certificate"
         }
         AlertDescription::DecryptError => {
-            "the server could not verify this client's signature (does the key match the certificate?)"
+            "the server could not verify this client's signature (the key may not match the certificate, or the certificate comes from another CA with the same name)"
         }
         _ => "the server aborted the TLS connection",
     };

@@ -215,6 +215,18 @@ fn verify_contents(
     })
 }
 
+/// Formats seconds since the Unix epoch as RFC 3339 in UTC, as the rest of acme-dl prints
+/// dates.
+fn rfc3339(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|date| {
+            date.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| seconds.to_string())
+}
+
 /// Converts a PKCS#1 (RSA) or SEC1 (EC) key to PKCS#8 (RFC 5208), taking the EC curve
 /// from the leaf's public key, which the key must match anyway.
 fn to_pkcs8(key: &PrivateKeyDer<'_>, leaf: &X509Certificate<'_>) -> Vec<u8> {
@@ -418,7 +430,7 @@ fn check_validity(leaf: &X509Certificate<'_>, now: SystemTime) -> Result<(), Ver
             SetFile::Fullchain,
             format!(
                 "the certificate is not valid before {}",
-                validity.not_before
+                rfc3339(validity.not_before.timestamp())
             ),
         ));
     }
@@ -426,7 +438,10 @@ fn check_validity(leaf: &X509Certificate<'_>, now: SystemTime) -> Result<(), Ver
         return Err(fail(
             Check::Validity,
             SetFile::Fullchain,
-            format!("the certificate expired on {}", validity.not_after),
+            format!(
+                "the certificate expired on {}",
+                rfc3339(validity.not_after.timestamp())
+            ),
         ));
     }
     Ok(())

@@ -38,7 +38,14 @@ impl std::fmt::Display for HookError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HookError::Spawn(error) => write!(f, "starting /bin/sh failed: {error}"),
-            HookError::Exit(status) => write!(f, "exited with {status}"),
+            HookError::Exit(status) => match (
+                status.code(),
+                std::os::unix::process::ExitStatusExt::signal(status),
+            ) {
+                (Some(code), _) => write!(f, "exited with status {code}"),
+                (None, Some(signal)) => write!(f, "was killed by signal {signal}"),
+                (None, None) => write!(f, "ended: {status}"),
+            },
             HookError::Timeout(limit) => {
                 write!(f, "timed out after {} s and was killed", limit.as_secs())
             }
@@ -210,7 +217,7 @@ mod tests {
         let error = run("check", "exit 3", &context(), Duration::from_secs(10))
             .await
             .unwrap_err();
-        assert!(error.to_string().contains("exit status: 3"), "{error}");
+        assert!(error.to_string().contains("exited with status 3"), "{error}");
     }
 
     #[tokio::test]

@@ -876,7 +876,7 @@ async fn rollback(settings: &ClientSettings) -> ExitStatus {
                 })
             }
             Err(failure) => {
-                let failure = SyncError::Local(format!("rolling back: {failure}"));
+                let failure = SyncError::Local(failure.to_string());
                 log_failure(&lineage.name, &failure);
                 LineageOutcome::Failed(failure)
             }

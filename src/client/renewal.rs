@@ -229,7 +229,7 @@ async fn request_and_install(
             reason: format!(
                 "the server does not renew client certificates (HTTP 404): enable [renewal] \
                  in its configuration, or issue a new certificate with acme-dl pki client \
-                 --name {} before {}",
+                 --dir PKI_DIR --name {} before {}",
                 current.common_name,
                 current.not_after.date()
             ),

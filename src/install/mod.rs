@@ -154,7 +154,7 @@ pub struct Layout {
 
 impl Layout {
     /// Computes the layout of a lineage directory. A link that points outside acme-dl's
-    /// store (set up by an operator) is followed, and the versions live beside its target.
+    /// store (set up by an operator) is refused, since installing would replace it.
     pub fn new(dir: &Path) -> Result<Layout, InstallError> {
         let dir = dir.to_owned();
         if let Ok(target) = fs::read_link(&dir) {
@@ -382,6 +382,14 @@ pub fn restore(dir: &Path, previous: Option<&Path>) -> Result<(), InstallError> 
 /// Switches a lineage back to the newest version older than the current one.
 pub fn rollback(dir: &Path) -> Result<PathBuf, InstallError> {
     let layout = Layout::new(dir)?;
+    // Without a store there is nothing to lock or to roll back to.
+    if layout.current().is_none() {
+        return Err(InstallError {
+            action: "rolling back",
+            path: layout.dir.clone(),
+            error: io::Error::new(io::ErrorKind::NotFound, "not a set installed by acme-dl"),
+        });
+    }
     let _lock = lock_store(&layout)?;
     let current = layout.current().ok_or_else(|| InstallError {
         action: "rolling back",
