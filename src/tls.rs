@@ -463,6 +463,103 @@ pub fn describe_server_side(error: &rustls::Error) -> String {
     }
 }
 
+/// Reason a client's handshake failed, from a bounded set: the label of the server's
+/// handshake failure counter. It follows the cases of [`describe_server_side`], whose text
+/// goes to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    NoCertificate,
+    UnknownCa,
+    Expired,
+    NotYetValid,
+    Revoked,
+    BadSignature,
+    InvalidPurpose,
+    /// Any other rejection of the client's certificate, such as a CA certificate
+    /// presented as the leaf.
+    CertificateRejected,
+    /// The client aborted the handshake with a TLS alert.
+    AlertReceived,
+    /// The client offered no TLS version, cipher suite or signature scheme the server accepts.
+    Incompatible,
+    /// The connection closed before the handshake finished.
+    Closed,
+    TimedOut,
+    Other,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in declaration order, so that `reason as usize` indexes it.
+    pub const ALL: [HandshakeFailure; 13] = [
+        HandshakeFailure::NoCertificate,
+        HandshakeFailure::UnknownCa,
+        HandshakeFailure::Expired,
+        HandshakeFailure::NotYetValid,
+        HandshakeFailure::Revoked,
+        HandshakeFailure::BadSignature,
+        HandshakeFailure::InvalidPurpose,
+        HandshakeFailure::CertificateRejected,
+        HandshakeFailure::AlertReceived,
+        HandshakeFailure::Incompatible,
+        HandshakeFailure::Closed,
+        HandshakeFailure::TimedOut,
+        HandshakeFailure::Other,
+    ];
+
+    /// Classifies the error a failed `accept` returned.
+    pub fn classify(error: &std::io::Error) -> HandshakeFailure {
+        match find_tls_error(error) {
+            Some(tls_error) => HandshakeFailure::from_tls(tls_error),
+            None if error.kind() == std::io::ErrorKind::UnexpectedEof => HandshakeFailure::Closed,
+            None => HandshakeFailure::Other,
+        }
+    }
+
+    fn from_tls(error: &rustls::Error) -> HandshakeFailure {
+        match error {
+            rustls::Error::NoCertificatesPresented => HandshakeFailure::NoCertificate,
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                CertificateError::UnknownIssuer => HandshakeFailure::UnknownCa,
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    HandshakeFailure::Expired
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    HandshakeFailure::NotYetValid
+                }
+                CertificateError::Revoked => HandshakeFailure::Revoked,
+                CertificateError::BadSignature => HandshakeFailure::BadSignature,
+                CertificateError::InvalidPurpose
+                | CertificateError::InvalidPurposeContext { .. } => {
+                    HandshakeFailure::InvalidPurpose
+                }
+                _ => HandshakeFailure::CertificateRejected,
+            },
+            rustls::Error::AlertReceived(_) => HandshakeFailure::AlertReceived,
+            rustls::Error::PeerIncompatible(_) => HandshakeFailure::Incompatible,
+            _ => HandshakeFailure::Other,
+        }
+    }
+
+    /// Returns the value of the metrics' `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::NoCertificate => "no_client_certificate",
+            HandshakeFailure::UnknownCa => "unknown_ca",
+            HandshakeFailure::Expired => "certificate_expired",
+            HandshakeFailure::NotYetValid => "certificate_not_yet_valid",
+            HandshakeFailure::Revoked => "certificate_revoked",
+            HandshakeFailure::BadSignature => "bad_signature",
+            HandshakeFailure::InvalidPurpose => "invalid_purpose",
+            HandshakeFailure::CertificateRejected => "certificate_rejected",
+            HandshakeFailure::AlertReceived => "client_alert",
+            HandshakeFailure::Incompatible => "incompatible_client",
+            HandshakeFailure::Closed => "closed_by_client",
+            HandshakeFailure::TimedOut => "timed_out",
+            HandshakeFailure::Other => "other",
+        }
+    }
+}
+
 /// Describes why a connection to the server failed, for the client's operator.
 pub fn describe_client_side(error: &rustls::Error) -> String {
     match error {
