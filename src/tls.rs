@@ -367,6 +367,41 @@ pub fn expiry_warnings(
     warnings
 }
 
+/// Ends of validity of the server's own TLS files, for the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidityEnds {
+    /// `notAfter` of the server's leaf certificate, seconds since the Unix epoch.
+    pub server_certificate: Option<i64>,
+    /// Each revocation list's issuer and its `nextUpdate`, seconds since the Unix epoch.
+    /// Lists without a next update are left out.
+    pub crl_next_updates: Vec<(String, i64)>,
+}
+
+/// Reads when the server certificate ends and when each revocation list is next updated.
+/// Files that cannot be read or parsed are left out, as the loaders report them.
+pub fn validity_ends(files: &TlsFiles, crls: &[PathBuf]) -> ValidityEnds {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let server_certificate = load_certs("server certificate", &files.cert)
+        .ok()
+        .and_then(|chain| {
+            let (_, leaf) = X509Certificate::from_der(chain.first()?.as_ref()).ok()?;
+            Some(leaf.validity().not_after.timestamp())
+        });
+    let mut crl_next_updates = Vec::new();
+    for list in load_crls(crls).unwrap_or_default() {
+        if let Ok((_, crl)) = CertificateRevocationList::from_der(list.as_ref())
+            && let Some(next) = crl.next_update()
+        {
+            crl_next_updates.push((crl.issuer().to_string(), next.timestamp()));
+        }
+    }
+    ValidityEnds {
+        server_certificate,
+        crl_next_updates,
+    }
+}
+
 tokio::task_local! {
     /// The client certificate rejected during the handshake that runs in this task, if any.
     pub static REJECTED_CLIENT_CERT: RefCell<Option<Identity>>;
