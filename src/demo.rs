@@ -141,6 +141,7 @@ async fn demonstrate(root: &Path, keep: bool) -> Result<(), DemoError> {
 
     let server_settings = ServerSettings {
         listen: ([127, 0, 0, 1], 0).into(),
+        metrics_listen: None,
         certbot_dir: layout.certbot.clone(),
         tls: tls_files(&layout.tls, "server"),
         header_timeout: Duration::from_secs(10),

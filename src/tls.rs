@@ -367,6 +367,41 @@ pub fn expiry_warnings(
     warnings
 }
 
+/// Ends of validity of the server's own TLS files, for the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ValidityEnds {
+    /// `notAfter` of the server's leaf certificate, seconds since the Unix epoch.
+    pub server_certificate: Option<i64>,
+    /// Each revocation list's issuer and its `nextUpdate`, seconds since the Unix epoch.
+    /// Lists without a next update are left out.
+    pub crl_next_updates: Vec<(String, i64)>,
+}
+
+/// Reads when the server certificate ends and when each revocation list is next updated.
+/// Files that cannot be read or parsed are left out, as the loaders report them.
+pub fn validity_ends(files: &TlsFiles, crls: &[PathBuf]) -> ValidityEnds {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    use x509_parser::revocation_list::CertificateRevocationList;
+    let server_certificate = load_certs("server certificate", &files.cert)
+        .ok()
+        .and_then(|chain| {
+            let (_, leaf) = X509Certificate::from_der(chain.first()?.as_ref()).ok()?;
+            Some(leaf.validity().not_after.timestamp())
+        });
+    let mut crl_next_updates = Vec::new();
+    for list in load_crls(crls).unwrap_or_default() {
+        if let Ok((_, crl)) = CertificateRevocationList::from_der(list.as_ref())
+            && let Some(next) = crl.next_update()
+        {
+            crl_next_updates.push((crl.issuer().to_string(), next.timestamp()));
+        }
+    }
+    ValidityEnds {
+        server_certificate,
+        crl_next_updates,
+    }
+}
+
 tokio::task_local! {
     /// The client certificate rejected during the handshake that runs in this task, if any.
     pub static REJECTED_CLIENT_CERT: RefCell<Option<Identity>>;
@@ -460,6 +495,103 @@ pub fn describe_server_side(error: &rustls::Error) -> String {
              accepts; TLS 1.2 or 1.3 is required ({reason:?})"
         ),
         other => other.to_string(),
+    }
+}
+
+/// Reason a client's handshake failed, from a bounded set: the label of the server's
+/// handshake failure counter. It follows the cases of [`describe_server_side`], whose text
+/// goes to the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeFailure {
+    NoCertificate,
+    UnknownCa,
+    Expired,
+    NotYetValid,
+    Revoked,
+    BadSignature,
+    InvalidPurpose,
+    /// Any other rejection of the client's certificate, such as a CA certificate
+    /// presented as the leaf.
+    CertificateRejected,
+    /// The client aborted the handshake with a TLS alert.
+    AlertReceived,
+    /// The client offered no TLS version, cipher suite or signature scheme the server accepts.
+    Incompatible,
+    /// The connection closed before the handshake finished.
+    Closed,
+    TimedOut,
+    Other,
+}
+
+impl HandshakeFailure {
+    /// Every reason, in declaration order, so that `reason as usize` indexes it.
+    pub const ALL: [HandshakeFailure; 13] = [
+        HandshakeFailure::NoCertificate,
+        HandshakeFailure::UnknownCa,
+        HandshakeFailure::Expired,
+        HandshakeFailure::NotYetValid,
+        HandshakeFailure::Revoked,
+        HandshakeFailure::BadSignature,
+        HandshakeFailure::InvalidPurpose,
+        HandshakeFailure::CertificateRejected,
+        HandshakeFailure::AlertReceived,
+        HandshakeFailure::Incompatible,
+        HandshakeFailure::Closed,
+        HandshakeFailure::TimedOut,
+        HandshakeFailure::Other,
+    ];
+
+    /// Classifies the error a failed `accept` returned.
+    pub fn classify(error: &std::io::Error) -> HandshakeFailure {
+        match find_tls_error(error) {
+            Some(tls_error) => HandshakeFailure::from_tls(tls_error),
+            None if error.kind() == std::io::ErrorKind::UnexpectedEof => HandshakeFailure::Closed,
+            None => HandshakeFailure::Other,
+        }
+    }
+
+    fn from_tls(error: &rustls::Error) -> HandshakeFailure {
+        match error {
+            rustls::Error::NoCertificatesPresented => HandshakeFailure::NoCertificate,
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                CertificateError::UnknownIssuer => HandshakeFailure::UnknownCa,
+                CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                    HandshakeFailure::Expired
+                }
+                CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => {
+                    HandshakeFailure::NotYetValid
+                }
+                CertificateError::Revoked => HandshakeFailure::Revoked,
+                CertificateError::BadSignature => HandshakeFailure::BadSignature,
+                CertificateError::InvalidPurpose
+                | CertificateError::InvalidPurposeContext { .. } => {
+                    HandshakeFailure::InvalidPurpose
+                }
+                _ => HandshakeFailure::CertificateRejected,
+            },
+            rustls::Error::AlertReceived(_) => HandshakeFailure::AlertReceived,
+            rustls::Error::PeerIncompatible(_) => HandshakeFailure::Incompatible,
+            _ => HandshakeFailure::Other,
+        }
+    }
+
+    /// Returns the value of the metrics' `reason` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            HandshakeFailure::NoCertificate => "no_client_certificate",
+            HandshakeFailure::UnknownCa => "unknown_ca",
+            HandshakeFailure::Expired => "certificate_expired",
+            HandshakeFailure::NotYetValid => "certificate_not_yet_valid",
+            HandshakeFailure::Revoked => "certificate_revoked",
+            HandshakeFailure::BadSignature => "bad_signature",
+            HandshakeFailure::InvalidPurpose => "invalid_purpose",
+            HandshakeFailure::CertificateRejected => "certificate_rejected",
+            HandshakeFailure::AlertReceived => "client_alert",
+            HandshakeFailure::Incompatible => "incompatible_client",
+            HandshakeFailure::Closed => "closed_by_client",
+            HandshakeFailure::TimedOut => "timed_out",
+            HandshakeFailure::Other => "other",
+        }
     }
 }
 

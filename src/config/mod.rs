@@ -48,6 +48,8 @@ impl std::error::Error for ConfigError {}
 pub struct ServerFile {
     /// Address and port to listen on.
     pub listen: Option<SocketAddr>,
+    /// Address and port of the plain-HTTP Prometheus metrics listener; off when absent.
+    pub metrics_listen: Option<SocketAddr>,
     /// Certbot's configuration directory.
     pub certbot_dir: Option<PathBuf>,
     /// Server certificate chain.
@@ -164,6 +166,8 @@ impl RenewalSettings {
 #[derive(Debug, Clone)]
 pub struct ServerSettings {
     pub listen: SocketAddr,
+    /// The metrics listener's address, `None` when metrics are off.
+    pub metrics_listen: Option<SocketAddr>,
     pub certbot_dir: PathBuf,
     pub tls: TlsFiles,
     pub header_timeout: Duration,
@@ -222,8 +226,22 @@ impl ServerSettings {
                 .parse()
                 .unwrap_or_else(|_| unreachable!("valid default address"))
         });
+        let metrics_listen = args.metrics_listen.or(file.metrics_listen);
+        if let Some(metrics) = metrics_listen
+            && metrics.port() != 0
+            && metrics.port() == listen.port()
+            && (metrics.ip() == listen.ip()
+                || metrics.ip().is_unspecified()
+                || listen.ip().is_unspecified())
+        {
+            return Err(ConfigError(format!(
+                "metrics_listen {metrics} overlaps listen {listen}; give the metrics listener \
+                 a port of its own, such as 127.0.0.1:9464"
+            )));
+        }
         Ok(ServerSettings {
             listen,
+            metrics_listen,
             certbot_dir: pick(args.certbot_dir.clone(), file.certbot_dir, || {
                 DEFAULT_CERTBOT_DIR.into()
             }),
@@ -341,5 +359,55 @@ mod tests {
         assert_eq!(settings.certbot_dir, PathBuf::from("/other"));
         assert_eq!(settings.tls.cert, PathBuf::from("tls/server.crt"));
         assert_eq!(settings.tls.ca, PathBuf::from("tls/ca.crt"));
+        assert_eq!(settings.metrics_listen, None);
+    }
+
+    #[test]
+    fn metrics_listen_comes_from_flag_or_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("server.toml");
+        std::fs::write(
+            &path,
+            "allow_all_clients = true\nmetrics_listen = \"127.0.0.1:9464\"\n",
+        )
+        .unwrap();
+        let config = path.to_str().unwrap();
+        let parse = |extra: &[&str]| {
+            let cli = crate::cli::Cli::parse_from(
+                ["acme-dl", "server", "--config", config]
+                    .iter()
+                    .chain(extra),
+            );
+            let crate::cli::Command::Server(args) = cli.command else {
+                unreachable!()
+            };
+            ServerSettings::resolve(&args)
+        };
+        let from_file = parse(&[]).unwrap();
+        assert_eq!(
+            from_file.metrics_listen,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        let from_flag = parse(&["--metrics-listen", "[::1]:9100"]).unwrap();
+        assert_eq!(
+            from_flag.metrics_listen,
+            Some("[::1]:9100".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn metrics_listen_on_the_main_port_is_rejected() {
+        let args = server_args(&[]);
+        let args = crate::cli::ServerArgs {
+            config: Some(PathBuf::from("/dev/null")),
+            listen: Some("0.0.0.0:8443".parse().unwrap()),
+            metrics_listen: Some("127.0.0.1:8443".parse().unwrap()),
+            ..args
+        };
+        let error = ServerSettings::resolve(&args).unwrap_err().to_string();
+        assert!(
+            error.contains("metrics_listen 127.0.0.1:8443 overlaps"),
+            "{error}"
+        );
     }
 }

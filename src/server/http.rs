@@ -18,6 +18,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use tracing::{error, info, warn};
 
 use super::Shared;
+use super::metrics::Endpoint;
 use crate::identity::Identity;
 use crate::lineage::LineageName;
 use crate::policy::Access;
@@ -52,7 +53,8 @@ impl RequestLog<'_> {
     }
 }
 
-/// Routes one request. Errors become responses, so the connection stays usable.
+/// Routes one request and counts its response for the metrics. Errors become responses,
+/// so the connection stays usable.
 pub(super) async fn handle(
     request: Request<Incoming>,
     shared: Arc<Shared>,
@@ -62,18 +64,42 @@ pub(super) async fn handle(
     saturated: bool,
     request_number: usize,
 ) -> Result<HttpResponse, Infallible> {
+    let endpoint = Endpoint::from_path(request.uri().path());
+    let response = respond(
+        request,
+        &shared,
+        &client,
+        &peer_state,
+        peer,
+        saturated,
+        request_number,
+    )
+    .await;
+    shared.metrics.count_request(endpoint, response.status());
+    Ok(response)
+}
+
+async fn respond(
+    request: Request<Incoming>,
+    shared: &Arc<Shared>,
+    client: &Identity,
+    peer_state: &super::Peer,
+    peer: SocketAddr,
+    saturated: bool,
+    request_number: usize,
+) -> HttpResponse {
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let log = RequestLog {
-        client: &client,
+        client,
         peer,
         method: &method,
         path: &path,
     };
     if saturated {
-        return Ok(unavailable(&log, &shared));
+        return unavailable(&log, shared);
     }
-    if let Err(reason) = shared.still_accepted(&peer_state) {
+    if let Err(reason) = shared.still_accepted(peer_state) {
         // A reload revoked or distrusted this certificate: the connection ends here.
         warn!(
             client = %client,
@@ -90,30 +116,30 @@ pub(super) async fn handle(
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return Ok(response);
+        return response;
     }
     if let Err(wait) = shared
         .limits
         .admit_request(&client.fingerprint, std::time::Instant::now())
     {
-        return Ok(rate_limited(&log, &shared, wait));
+        return rate_limited(&log, shared, wait);
     }
 
     let response = if path == CHECK_PATH {
         if method == Method::POST {
-            check(request, &shared, &log).await
+            check(request, shared, &log).await
         } else {
             method_not_allowed(&log, "POST")
         }
     } else if path == RENEW_PATH {
         if method == Method::POST {
-            super::renewal::renew(request, &shared, &log, &peer_state).await
+            super::renewal::renew(request, shared, &log, peer_state).await
         } else {
             method_not_allowed(&log, "POST")
         }
     } else if let Some(rest) = path.strip_prefix(DOWNLOAD_PREFIX) {
         if method == Method::GET || method == Method::HEAD {
-            download(&request, rest, &shared, &log)
+            download(&request, rest, shared, &log)
         } else {
             method_not_allowed(&log, "GET, HEAD")
         }
@@ -127,7 +153,7 @@ pub(super) async fn handle(
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
-    Ok(response)
+    response
 }
 
 async fn check(request: Request<Incoming>, shared: &Shared, log: &RequestLog<'_>) -> HttpResponse {

@@ -6,6 +6,7 @@
 mod http;
 mod idle;
 mod limits;
+mod metrics;
 mod park;
 mod renewal;
 mod throttle;
@@ -30,10 +31,11 @@ use tracing::{debug, error, info, warn};
 use crate::config::ServerSettings;
 use crate::identity::Identity;
 use crate::store::Store;
-use crate::tls::{self, REJECTED_CLIENT_CERT};
+use crate::tls::{self, HandshakeFailure, REJECTED_CLIENT_CERT};
 
 use idle::IdleTimeout;
 pub use limits::LimitSettings;
+use metrics::{ConnectionCap, Metrics};
 use park::Parking;
 
 /// How long in-flight requests may run after a stop signal before connections are dropped.
@@ -64,6 +66,10 @@ pub enum ServerError {
         addr: SocketAddr,
         error: std::io::Error,
     },
+    MetricsBind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
     Signal(std::io::Error),
 }
 
@@ -73,6 +79,10 @@ impl std::fmt::Display for ServerError {
             ServerError::Tls(error) => error.fmt(f),
             ServerError::Store(error) => error.fmt(f),
             ServerError::Bind { addr, error } => write!(f, "listening on {addr} failed: {error}"),
+            ServerError::MetricsBind { addr, error } => write!(
+                f,
+                "listening on {addr} for metrics (metrics_listen) failed: {error}"
+            ),
             ServerError::Signal(error) => write!(f, "installing signal handlers failed: {error}"),
         }
     }
@@ -110,6 +120,8 @@ struct Shared {
     overload_log: throttle::Throttle,
     /// Renewals signed in the current minute.
     renewal_budget: Arc<renewal::RenewalBudget>,
+    /// Counters for the metrics listener, kept whether or not it is on.
+    metrics: Metrics,
 }
 
 impl std::fmt::Debug for Shared {
@@ -196,6 +208,9 @@ impl Reloader {
             .settings
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = settings.clone();
+        self.0
+            .metrics
+            .set_validity_ends(tls::validity_ends(&settings.tls, &settings.crls));
         info!(
             cert = %settings.tls.cert.display(),
             ca = %settings.tls.ca.display(),
@@ -228,6 +243,8 @@ impl Drop for ActiveGuard {
 #[allow(missing_debug_implementations)]
 pub struct Server {
     listener: TcpListener,
+    /// The plain-HTTP metrics listener, when `metrics_listen` is set.
+    metrics_listener: Option<std::net::TcpListener>,
     shared: Arc<Shared>,
     settings: ServerSettings,
 }
@@ -245,8 +262,16 @@ impl Server {
                     addr: settings.listen,
                     error,
                 })?;
+        let metrics_listener = settings
+            .metrics_listen
+            .map(|addr| {
+                metrics::bind(addr).map_err(|error| ServerError::MetricsBind { addr, error })
+            })
+            .transpose()?;
+        let validity_ends = tls::validity_ends(&settings.tls, &settings.crls);
         Ok(Server {
             listener,
+            metrics_listener,
             shared: Arc::new(Shared {
                 acceptor: RwLock::new(TlsAcceptor::from(tls_config.config.clone())),
                 tls: RwLock::new((0, tls_config)),
@@ -263,6 +288,7 @@ impl Server {
                 handshake_log: throttle::Throttle::new(HANDSHAKE_LOG_LINES_PER_SECOND),
                 body_timeout: settings.header_timeout,
                 limits: Arc::new(limits::Limits::new(settings.limits)),
+                metrics: Metrics::new(settings.workers, validity_ends),
             }),
             settings,
         })
@@ -278,13 +304,20 @@ impl Server {
         self.listener.local_addr().unwrap_or(self.settings.listen)
     }
 
+    /// Returns the metrics listener's bound address, or `None` when metrics are off.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        let listener = self.metrics_listener.as_ref()?;
+        listener.local_addr().ok().or(self.settings.metrics_listen)
+    }
+
     /// Serves until `shutdown` completes, then drains connections for a grace period.
     ///
     /// Connections are served by `workers` threads, each with its own single-threaded
     /// runtime accepting from the shared listening socket, as nginx's workers do. A
     /// connection stays on the thread that accepted it, so serving it wakes no other thread.
     /// The calling task is the first worker.
-    pub async fn serve(self, shutdown: impl Future<Output = ()>) {
+    pub async fn serve(mut self, shutdown: impl Future<Output = ()>) {
+        let metrics_addr = self.metrics_addr();
         info!(
             listen = %self.local_addr(),
             certbot_dir = %self.shared.store.root().display(),
@@ -295,6 +328,7 @@ impl Server {
                 .renewal
                 .as_ref()
                 .map_or("off".to_owned(), |renewal| renewal.pki_dir.display().to_string()),
+            metrics = %metrics_addr.map_or("off".to_owned(), |addr| addr.to_string()),
             "server started"
         );
         warn_expiring(&self.settings);
@@ -311,6 +345,9 @@ impl Server {
             idle_timeout: self.settings.idle_timeout,
         };
         let mut threads = Vec::new();
+        if let Some(listener) = self.metrics_listener.take() {
+            self.start_metrics(listener, stop_receiver.clone(), &mut threads);
+        }
         for number in 1..self.settings.workers {
             match self.start_worker(number, context.clone(), stop_receiver.clone()) {
                 Ok(done) => threads.push(done),
@@ -337,6 +374,34 @@ impl Server {
         info!("server stopped");
     }
 
+    /// Starts the metrics listener's thread and logs where it listens. A failure to start
+    /// it is logged and the server runs without metrics.
+    fn start_metrics(
+        &self,
+        listener: std::net::TcpListener,
+        stop: watch::Receiver<bool>,
+        threads: &mut Vec<tokio::sync::oneshot::Receiver<()>>,
+    ) {
+        let addr = listener.local_addr().ok();
+        let listen = addr.map_or("unknown".to_owned(), |addr| addr.to_string());
+        match metrics::start(listener, self.shared.clone(), stop) {
+            Ok(done) => threads.push(done),
+            Err(error) => {
+                error!(listen = %listen, error = %error, "starting the metrics thread failed; serving without metrics");
+                return;
+            }
+        }
+        info!(listen = %listen, path = "/metrics", "metrics listener started");
+        if addr.is_some_and(|addr| !addr.ip().is_loopback()) {
+            warn!(
+                listen = %listen,
+                "metrics_listen is not a loopback address: every host that can reach it may \
+                 read, without authentication, the lineage names with their expiry times and \
+                 the request and handshake counts; limit it with a firewall"
+            );
+        }
+    }
+
     /// Starts a worker thread accepting from a duplicate of the listening socket. The
     /// returned receiver completes when the worker has drained its connections.
     fn start_worker(
@@ -360,6 +425,7 @@ impl Server {
                         return;
                     }
                 };
+                metrics::set_worker_shard(number);
                 runtime.block_on(async move {
                     match TcpListener::from_std(listener) {
                         Ok(listener) => context.accept_loop(listener, stop).await,
@@ -452,11 +518,15 @@ impl Worker {
         let header_timeout = self.header_timeout;
         let idle_timeout = self.idle_timeout;
         let active = shared.active.fetch_add(1, Ordering::Relaxed) + 1;
+        shared.metrics.count_connection_accepted();
         let guard = ActiveGuard(shared.clone());
         async move {
             let _guard = guard;
             // Far beyond the limit, even a handshake costs too much: close at once.
             if active > shared.max_connections.saturating_mul(2) {
+                shared
+                    .metrics
+                    .count_connection_rejected(ConnectionCap::MaxConnections);
                 if let Some(suppressed) = shared.overload_log.admit() {
                     warn!(
                         peer = %peer,
@@ -468,6 +538,9 @@ impl Worker {
                 return;
             }
             let Some(_ip_slot) = shared.limits.enter(peer.ip()) else {
+                shared
+                    .metrics
+                    .count_connection_rejected(ConnectionCap::MaxConnectionsPerIp);
                 if let Some(suppressed) = shared.overload_log.admit() {
                     warn!(
                         peer = %peer,
@@ -488,6 +561,7 @@ impl Worker {
                 peer,
                 header_timeout,
                 &shared.handshake_log,
+                &shared.metrics,
             ))
             .await
             else {
@@ -632,7 +706,9 @@ async fn handshake(
     peer: SocketAddr,
     timeout: Duration,
     log_throttle: &throttle::Throttle,
+    metrics: &Metrics,
 ) -> Option<(tokio_rustls::server::TlsStream<TcpStream>, Identity)> {
+    metrics.count_handshake();
     let (result, rejected) = REJECTED_CLIENT_CERT
         .scope(RefCell::new(None), async {
             let result =
@@ -654,6 +730,7 @@ async fn handshake(
             Some((tls_stream, identity))
         }
         Ok(Err((error, tcp))) => {
+            metrics.count_handshake_failure(HandshakeFailure::classify(&error));
             if let Some(suppressed) = log_throttle.admit() {
                 log_handshake_failure(peer, &error, rejected, suppressed);
             }
@@ -661,6 +738,7 @@ async fn handshake(
             None
         }
         Err(_) => {
+            metrics.count_handshake_failure(HandshakeFailure::TimedOut);
             if let Some(suppressed) = log_throttle.admit() {
                 warn!(
                     peer = %peer,
@@ -753,6 +831,21 @@ pub fn check_config(
         }
     );
     let _ = writeln!(text, "client CA bundle: {}", settings.tls.ca.display());
+    match settings.metrics_listen {
+        Some(addr) if addr.ip().is_loopback() => {
+            let _ = writeln!(text, "metrics: http://{addr}/metrics");
+        }
+        Some(addr) => {
+            let _ = writeln!(
+                text,
+                "metrics: http://{addr}/metrics (not loopback: readable by every host that can \
+                 reach it)"
+            );
+        }
+        None => {
+            let _ = writeln!(text, "metrics: off");
+        }
+    }
     match &settings.renewal {
         Some(renewal) => {
             let _ = writeln!(
@@ -811,13 +904,20 @@ pub async fn run(
 
     let reloader = server.reloader();
     let listen = server.settings.listen;
+    let metrics_listen = server.settings.metrics_listen;
     let certbot_dir = server.settings.certbot_dir.clone();
     tokio::spawn(async move {
         while hangup.recv().await.is_some() {
             info!(signal = "SIGHUP", "reloading the configuration");
             let result = resolve().and_then(|settings| {
-                if settings.listen != listen || settings.certbot_dir != certbot_dir {
-                    warn!("listen and certbot_dir changes take effect only after a restart");
+                if settings.listen != listen
+                    || settings.certbot_dir != certbot_dir
+                    || settings.metrics_listen != metrics_listen
+                {
+                    warn!(
+                        "listen, certbot_dir and metrics_listen changes take effect only after \
+                         a restart"
+                    );
                 }
                 if let Some(Err(failure)) = settings
                     .renewal
