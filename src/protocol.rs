@@ -26,7 +26,8 @@ pub const DOWNLOAD_PREFIX: &str = "/download/";
 
 /// Path of the renewal endpoint, an acme-dl extension: a client sends a certificate
 /// signing request for a new key and gets a new certificate for its own identity. The
-/// deployed Go server answers 404, which the client reports as "not offered".
+/// deployed Go server responds with 404, which the client reports as a server that does
+/// not renew client certificates.
 pub const RENEW_PATH: &str = "/api/renew-identity";
 
 /// One file of a Certbot lineage that the protocol names.

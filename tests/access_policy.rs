@@ -137,7 +137,7 @@ fn certificate_only_client_gets_no_key() {
         "allows certificates only",
     ]);
 
-    // acme-dl client fetches the key unless the lineage's table says privkey = "".
+    // acme-dl client fetches the key unless the lineage's table sets privkey = "".
     let output = run_client(&deployment.client_args(&balancer, &["example.com"]));
     assert_eq!(output.status.code(), Some(4), "{}", describe(&output));
     assert!(!deployment.dest.join("example.com").exists());

@@ -81,7 +81,7 @@ pub struct Record {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub imported: bool,
     /// SHA-256 of the subject public key info, lower-case hex: a renewal request that
-    /// repeats a lost answer is recognized by its key.
+    /// repeats a lost response is recognized by its key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_key_sha256: Option<String>,
     /// When the server issued this certificate by renewing the one it supersedes.

@@ -5,9 +5,10 @@
 //! The server calls this with the certificate the handshake verified. The index decides
 //! whether that certificate may renew: it must be a client certificate of this PKI, not
 //! revoked, not expired and not replaced. The one exception is a request that repeats a
-//! renewal whose response the client never received: its new key is the key the index
-//! records for the renewals that replaced it, so a new certificate for that key replaces
-//! the newest of them. The key of any other certificate in the index is rejected.
+//! renewal whose response the client never received. Its new key is the key the index
+//! records for the renewals that replaced the presented certificate, so a new certificate
+//! for that key replaces the newest of them. The key of any other certificate in the index
+//! is rejected.
 
 use std::path::Path;
 

@@ -217,7 +217,10 @@ mod tests {
         let error = run("check", "exit 3", &context(), Duration::from_secs(10))
             .await
             .unwrap_err();
-        assert!(error.to_string().contains("exited with status 3"), "{error}");
+        assert!(
+            error.to_string().contains("exited with status 3"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

@@ -305,7 +305,7 @@ pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunRep
     // An unreadable certificate is reported by the TLS set-up below.
     let identity = renewal::CurrentCertificate::read(&settings.tls.cert).ok();
     if let Some(current) = &identity {
-        refuse_expired(current, &settings.tls)?;
+        reject_expired(current, &settings.tls)?;
     }
     let config = tls::client_config(&settings.tls)
         .map_err(|failure| SyncError::Config(failure.to_string()))?;
@@ -380,7 +380,7 @@ pub async fn sync(settings: &ClientSettings, deadline: Instant) -> Result<RunRep
 
 /// Fails the run before connecting when the client certificate has expired: the server
 /// would refuse the handshake, and such a certificate cannot renew itself.
-fn refuse_expired(
+fn reject_expired(
     current: &renewal::CurrentCertificate,
     tls: &tls::TlsFiles,
 ) -> Result<(), SyncError> {

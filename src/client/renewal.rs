@@ -2,8 +2,8 @@
 //! connection.
 //!
 //! When the certificate enters its renewal window, the client makes a new key of the same
-//! type, sends a signing request for it, checks the response (a certificate for that key,
-//! the same identity and the same issuer) and switches both files. The new key is written
+//! type and sends a signing request for it. It checks that the response is a certificate
+//! for that key, with the same identity and issuer, and then switches both files. The new key is written
 //! to `KEY.new` before the request, so a run that loses the response sends the same key
 //! again and the server recognizes it; the certificate goes to `CERT.new`, and then the
 //! key and the certificate are renamed over the old ones. A run interrupted between the

@@ -117,7 +117,7 @@ const DEFAULT_RENEWAL_MIN_INTERVAL_SECS: u64 = 24 * 3600;
 const DEFAULT_RENEWALS_PER_MINUTE: u32 = 60;
 
 impl RenewalSettings {
-    /// Checks that the PKI directory holds what renewal reads. The files are read again
+    /// Checks that the PKI directory contains what renewal reads. The files are read again
     /// for each renewal, so a `pki` command's changes apply at once.
     pub fn check_files(&self) -> Result<(), ConfigError> {
         for name in ["index.json", "client-ca.crt", "client-ca.key"] {

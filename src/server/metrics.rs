@@ -2,7 +2,7 @@
 //! own that serves them at `GET /metrics` in the text exposition format, version 0.0.4.
 //!
 //! No metric carries a client's identity. Only the expiry gauge carries lineage names, and
-//! it lists every lineage of the store whoever asked for it, so a scrape cannot tell which
+//! it lists every lineage of the store regardless of which client asked for it, so a scrape cannot tell which
 //! client fetched which lineage. The listener is off unless `metrics_listen` is set.
 
 use std::cell::Cell;

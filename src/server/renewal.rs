@@ -163,7 +163,7 @@ pub(super) async fn renew(
     });
     let renewed = match signing.await {
         Ok(Ok(renewed)) => renewed,
-        Ok(Err(failure)) => return refused(log, &failure),
+        Ok(Err(failure)) => return rejected(log, &failure),
         Err(failure) => {
             return failed(log, &format!("the renewal task ended: {failure}"));
         }
@@ -182,7 +182,7 @@ pub(super) async fn renew(
 
 /// Maps a rejected or failed renewal to its response. A rejection names its reason, which
 /// contains no server paths. A failure is logged in full and gets a short text.
-fn refused(log: &RequestLog<'_>, failure: &RenewalError) -> HttpResponse {
+fn rejected(log: &RequestLog<'_>, failure: &RenewalError) -> HttpResponse {
     match failure {
         RenewalError::BadRequest(reason) => log.reject(StatusCode::BAD_REQUEST, reason),
         RenewalError::Refused(reason) => log.reject(StatusCode::FORBIDDEN, reason),
