@@ -99,9 +99,6 @@ impl Setup {
 }
 
 fn start_server(dir: &Path, ca: &Path, renewal: Option<&str>, client_rule: &str) -> ServerProcess {
-    let certbot = dir.join("letsencrypt");
-    let acme = Authority::new_root("renewal test ACME CA", 30).unwrap();
-    support::harness::write_lineage(&certbot, &acme, "example.com", 1);
     let mut config =
         format!("[[access]]\nclients = [\"{client_rule}\"]\nlineages = [\"example.com\"]\n");
     if let Some(extra) = renewal {
@@ -110,26 +107,7 @@ fn start_server(dir: &Path, ca: &Path, renewal: Option<&str>, client_rule: &str)
             ca.display()
         ));
     }
-    std::fs::write(dir.join("server.toml"), config).unwrap();
-    let args: Vec<String> = [
-        "--no-syslog",
-        "--config",
-        path_str(&dir.join("server.toml")),
-        "--listen",
-        "127.0.0.1:0",
-        "--certbot-dir",
-        path_str(&certbot),
-        "--cert",
-        path_str(&ca.join("servers/localhost.crt")),
-        "--key",
-        path_str(&ca.join("servers/localhost.key")),
-        "--ca",
-        path_str(&ca.join("client-trust.pem")),
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect();
-    ServerProcess::start(&args)
+    ServerProcess::start(&support::harness::pki_server_args(dir, ca, &config))
 }
 
 fn leaf(path: &Path) -> CertificateDer<'static> {

@@ -8,7 +8,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use acme_dl::pki::Authority;
 use support::harness::{
     Identity, ServerProcess, binary, describe, openssl, pki, pki_ok, run_client,
 };
@@ -37,34 +36,13 @@ fn path_str(path: &Path) -> &str {
 /// Writes a server configuration with one access rule per client name, and a Certbot
 /// store with `example.com`, and returns the arguments that start the server.
 fn server_args(dir: &Path, ca: &Path, clients: &[&str]) -> Vec<String> {
-    let certbot = dir.join("letsencrypt");
-    let acme = Authority::new_root("pki test ACME CA", 30).unwrap();
-    support::harness::write_lineage(&certbot, &acme, "example.com", 1);
     let mut config = format!("crl = [\"{}\"]\n", ca.join("crl.pem").display());
     for client in clients {
         config.push_str(&format!(
             "[[access]]\nclients = [\"cn:{client}\"]\nlineages = [\"example.com\"]\n"
         ));
     }
-    std::fs::write(dir.join("server.toml"), config).unwrap();
-    [
-        "--no-syslog",
-        "--config",
-        path_str(&dir.join("server.toml")),
-        "--listen",
-        "127.0.0.1:0",
-        "--certbot-dir",
-        path_str(&certbot),
-        "--cert",
-        path_str(&ca.join("servers/localhost.crt")),
-        "--key",
-        path_str(&ca.join("servers/localhost.key")),
-        "--ca",
-        path_str(&ca.join("client-trust.pem")),
-    ]
-    .iter()
-    .map(|arg| (*arg).to_owned())
-    .collect()
+    support::harness::pki_server_args(dir, ca, &config)
 }
 
 fn client_identity(ca: &Path, name: &str) -> Identity {

@@ -390,6 +390,33 @@ pub fn pki_ok(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
+/// Writes `config` as `DIR/server.toml` and a Certbot store with `example.com` under
+/// `DIR/letsencrypt`, and returns the arguments that start a server on loopback with the
+/// server certificate and client trust bundle of the `acme-dl pki` directory `ca`.
+pub fn pki_server_args(dir: &Path, ca: &Path, config: &str) -> Vec<String> {
+    let certbot = dir.join("letsencrypt");
+    let acme = Authority::new_root("pki test ACME CA", 30).unwrap();
+    write_lineage(&certbot, &acme, "example.com", 1);
+    let config_path = dir.join("server.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let path = |path: &Path| path.display().to_string();
+    vec![
+        "--no-syslog".to_owned(),
+        "--config".to_owned(),
+        path(&config_path),
+        "--listen".to_owned(),
+        "127.0.0.1:0".to_owned(),
+        "--certbot-dir".to_owned(),
+        path(&certbot),
+        "--cert".to_owned(),
+        path(&ca.join("servers/localhost.crt")),
+        "--key".to_owned(),
+        path(&ca.join("servers/localhost.key")),
+        "--ca".to_owned(),
+        path(&ca.join("client-trust.pem")),
+    ]
+}
+
 /// Runs `acme-dl client` with `args` and returns its output.
 pub fn run_client(args: &[String]) -> Output {
     Command::new(binary())
