@@ -42,13 +42,45 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Parses the metrics listener's address: `ADDR:PORT`, or a port alone, which binds
+/// loopback so that turning metrics on exposes nothing beyond the host.
+pub fn parse_metrics_listen(text: &str) -> Result<SocketAddr, String> {
+    if let Ok(port) = text.trim().parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.trim().parse().map_err(|_| {
+        format!("invalid metrics_listen {text:?}: expected a port such as 9464, or ADDR:PORT")
+    })
+}
+
+/// Reads `metrics_listen` as a string (`"9464"`, `"127.0.0.1:9464"`) or a number.
+fn metrics_listen_key<'de, D>(deserializer: D) -> Result<Option<SocketAddr>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Port(u16),
+        Text(String),
+    }
+    match Value::deserialize(deserializer)? {
+        Value::Port(port) => Ok(Some(SocketAddr::from(([127, 0, 0, 1], port)))),
+        Value::Text(text) => parse_metrics_listen(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
 /// Keys of the server's TOML file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerFile {
     /// Address and port to listen on.
     pub listen: Option<SocketAddr>,
-    /// Address and port of the plain-HTTP Prometheus metrics listener; off when absent.
+    /// Address and port of the plain-HTTP Prometheus metrics listener, or a port alone
+    /// for 127.0.0.1; off when absent.
+    #[serde(default, deserialize_with = "metrics_listen_key")]
     pub metrics_listen: Option<SocketAddr>,
     /// Certbot's configuration directory.
     pub certbot_dir: Option<PathBuf>,
@@ -393,6 +425,21 @@ mod tests {
             from_flag.metrics_listen,
             Some("[::1]:9100".parse().unwrap())
         );
+        let port_alone = parse(&["--metrics-listen", "9100"]).unwrap();
+        assert_eq!(
+            port_alone.metrics_listen,
+            Some("127.0.0.1:9100".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn metrics_port_alone_binds_loopback() {
+        for text in ["metrics_listen = 9464", "metrics_listen = \"9464\""] {
+            let file: ServerFile = toml::from_str(text).unwrap();
+            assert_eq!(file.metrics_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        }
+        let error = toml::from_str::<ServerFile>("metrics_listen = \"localhost\"").unwrap_err();
+        assert!(error.to_string().contains("expected a port"), "{error}");
     }
 
     #[test]
