@@ -57,8 +57,8 @@ pub struct ServerArgs {
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
     /// Serve Prometheus metrics over plain HTTP at ADDR:PORT/metrics; a port alone, such
-    /// as 9464, binds 127.0.0.1, and any address but loopback is logged as a warning
-    /// [default: off]
+    /// as 9464, binds 127.0.0.1, and any address but loopback is logged as a warning.
+    /// Without it (and without metrics_listen in the file) metrics are off
     #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::config::parse_metrics_listen)]
     pub metrics_listen: Option<SocketAddr>,
     /// Certbot's configuration directory; lineages are read from its live/ [default: /etc/letsencrypt]

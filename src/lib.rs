@@ -75,7 +75,7 @@ pub fn run(cli: Cli) -> ExitStatus {
             Err(failure) => config_failure(&failure),
         },
         Command::Demo(args) => runtime.block_on(demo::run(args.keep.as_deref())),
-        // The pki commands print their results and errors; they do not log.
+        // The pki commands print their results and log what they issued and revoked.
         Command::Pki(args) => ca::run(&args.command),
     }
 }

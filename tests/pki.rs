@@ -745,3 +745,49 @@ fn failed_revoke_reports_nothing_revoked() {
     let line = list.lines().find(|line| line.contains("web415")).unwrap();
     assert!(line.ends_with("valid"), "{line}");
 }
+
+#[test]
+fn server_reissue_keeps_its_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    pki_ok(&["init", "--dir", path_str(&ca)]);
+    let server = |extra: &[&str]| {
+        let mut args = vec![
+            "server",
+            "--dir",
+            path_str(&ca),
+            "--name",
+            "certs.example.net",
+        ];
+        args.extend(extra);
+        pki_ok(&args)
+    };
+    let names = || {
+        let pem = std::fs::read(ca.join("servers/certs.example.net.crt")).unwrap();
+        let (_, block) = x509_parser::pem::parse_x509_pem(&pem).unwrap();
+        let cert = block.parse_x509().unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        san.value
+            .general_names
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    server(&["--ip", "127.0.0.1", "--dns", "certs.internal"]);
+    let first = names();
+
+    // Issued again with the name alone: the address and the extra name stay.
+    let out = server(&[]);
+    assert!(out.contains("kept the names"), "{out}");
+    assert_eq!(names(), first);
+
+    // Names given on the command line replace the old ones.
+    let out = server(&["--dns", "certs.other"]);
+    assert!(!out.contains("kept the names"), "{out}");
+    let last = names();
+    assert_eq!(last.len(), 2, "{last:?}");
+    assert!(
+        last.iter().any(|name| name.contains("certs.other")),
+        "{last:?}"
+    );
+}

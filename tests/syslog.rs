@@ -126,3 +126,38 @@ fn server_and_client_log_to_syslog() {
         "{lines:#?}"
     );
 }
+
+#[test]
+fn pki_commands_log_what_they_issue() {
+    if !support::syslog::require_rsyslog() {
+        return;
+    }
+    let marker = unique_marker("pki");
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca");
+    let ca = ca.to_str().unwrap();
+    support::harness::pki_ok(&["init", "--dir", ca]);
+    support::harness::pki_ok(&["client", "--dir", ca, "--name", &marker]);
+    support::harness::pki_ok(&["revoke", "--dir", ca, &marker]);
+
+    let Some(lines) = wait_for_line_count(&marker, 2) else {
+        return;
+    };
+    let has = |parts: &[&str]| {
+        lines
+            .iter()
+            .any(|line| parts.iter().all(|part| line.contains(part)))
+    };
+    assert!(
+        has(&[
+            "daemon.info acme-dl-pki[",
+            "certificate issued",
+            "kind=client"
+        ]),
+        "{lines:#?}"
+    );
+    assert!(
+        has(&["daemon.info acme-dl-pki[", "certificate revoked"]),
+        "{lines:#?}"
+    );
+}

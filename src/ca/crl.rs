@@ -48,9 +48,20 @@ pub fn revoke(args: &PkiRevokeArgs) -> Result<(), CaError> {
     let root = load_root_if_possible(&layout, passphrase.as_deref(), needs_root)?;
     write_crls(&layout, &mut index, root.as_ref(), args.days)?;
     index.save(&layout)?;
+    for &position in &targets {
+        let record = &index.certificates[position];
+        tracing::info!(
+            kind = record.kind.name(),
+            identity = %record.identity,
+            serial = %record.serial,
+            reason = %reason,
+            "certificate revoked"
+        );
+    }
     for line in revoked {
         say!("{line}");
     }
+    tracing::info!(path = %layout.crl().display(), "revocation lists written");
     say!("wrote {}; {RELOAD_HINT}", layout.crl().display());
     Ok(())
 }
@@ -65,6 +76,7 @@ pub fn regenerate(args: &PkiCrlArgs) -> Result<(), CaError> {
     let root = load_root_if_possible(&layout, passphrase.as_deref(), false)?;
     write_crls(&layout, &mut index, root.as_ref(), args.days)?;
     index.save(&layout)?;
+    tracing::info!(path = %layout.crl().display(), "revocation lists written");
     say!("wrote {}; {RELOAD_HINT}", layout.crl().display());
     Ok(())
 }
@@ -191,6 +203,10 @@ pub fn write_crls(
         }
         None => {
             let kept = existing_list(layout, &layout.root_cert())?;
+            tracing::warn!(
+                "kept the root's revocation list: the root key is encrypted or offline, so \
+                 it is not renewed"
+            );
             say!(
                 "kept the root's revocation list: the root key is encrypted or offline; \
                  pass --passphrase-file to renew it"

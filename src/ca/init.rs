@@ -149,6 +149,7 @@ fn finish(
     crl::write_crls(layout, &mut index, Some(root), FIRST_CRL_DAYS)?;
     index.save(layout)?;
     let dir = layout.dir.display();
+    tracing::info!(dir = %dir, "PKI created");
     say!("created the PKI in {dir}:");
     say!("  {dir}/ca.crt            root CA: clients trust it for the server (client ca)");
     say!("  {dir}/ca.key            root key");

@@ -33,6 +33,13 @@ pub fn server(args: &PkiServerArgs) -> Result<(), CaError> {
     layout.require_existing()?;
     let _lock = DirLock::acquire(&layout)?;
     let mut index = Index::load(&layout)?;
+    // A certificate issued again for the same host keeps the names clients reach it by,
+    // unless the command names them anew.
+    let kept = if args.dns.is_empty() && args.ip.is_empty() {
+        carry_over_names(&index, name, &mut spec)
+    } else {
+        Vec::new()
+    };
     spec.algorithm = key_algorithm(&index, args.key_type)?;
     let passphrase = read_passphrase(&args.pki)?;
     let root = certs::load_root(&layout, passphrase.as_deref())?;
@@ -49,6 +56,13 @@ pub fn server(args: &PkiServerArgs) -> Result<(), CaError> {
     index.save(&layout)?;
 
     print_issued(&index, &cert_path, &key_path, superseded.as_deref());
+    if !kept.is_empty() {
+        say!(
+            "kept the names of the certificate it replaces: {} (give --dns and --ip to change \
+             them)",
+            kept.join(", ")
+        );
+    }
     let dir = layout.dir.display();
     say!("server.toml:");
     say!("  cert = \"{}\"", cert_path.display());
@@ -96,7 +110,7 @@ pub fn client(args: &PkiClientArgs) -> Result<(), CaError> {
     index.save(&layout)?;
 
     print_issued(&index, &cert_path, &key_path, superseded.as_deref());
-    say!("client.toml:");
+    say!("client.toml (copy these files to the client host and use the paths of the copies):");
     say!("  cert = \"{}\"", cert_path.display());
     say!("  key = \"{}\"", key_path.display());
     say!("  ca = \"{}/ca.crt\"", layout.dir.display());
@@ -116,6 +130,24 @@ pub fn client(args: &PkiClientArgs) -> Result<(), CaError> {
     }
     say_raw!("{rule}");
     Ok(())
+}
+
+/// Adds the DNS names and IP addresses of the current server certificate of `name` to
+/// `spec`, and returns the ones added.
+fn carry_over_names(index: &Index, name: &str, spec: &mut LeafSpec) -> Vec<String> {
+    let Some(current) = index.current(Kind::Server, name, OffsetDateTime::now_utc()) else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    for other in &current.names {
+        match other.parse::<std::net::IpAddr>() {
+            Ok(ip) if !spec.ip_addresses.contains(&ip) => spec.ip_addresses.push(ip),
+            Err(_) if !spec.dns_names.contains(other) => spec.dns_names.push(other.clone()),
+            _ => continue,
+        }
+        kept.push(other.clone());
+    }
+    kept
 }
 
 /// Builds the `[[access]]` rule text, checked by the server's own policy parser.
@@ -165,6 +197,15 @@ fn record_issued(
 
 fn print_issued(index: &Index, cert: &Path, key: &Path, superseded: Option<&str>) {
     if let Some(record) = index.certificates.last() {
+        tracing::info!(
+            kind = record.kind.name(),
+            identity = %record.identity,
+            serial = %record.serial,
+            not_after = %record.not_after.map(|date| date.date().to_string()).unwrap_or_default(),
+            supersedes = superseded.unwrap_or("-"),
+            cert = %cert.display(),
+            "certificate issued"
+        );
         let expires = record
             .not_after
             .map(|date| date.date().to_string())

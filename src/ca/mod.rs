@@ -80,8 +80,8 @@ impl From<crate::pki::PkiError> for CaError {
     }
 }
 
-/// Runs a pki command, prints its result on stdout or its error on stderr, and returns
-/// the exit status.
+/// Runs a pki command, prints its result on stdout or its error on stderr, logs what it
+/// issued, revoked and wrote, and returns the exit status.
 pub fn run(command: &PkiCommand) -> ExitStatus {
     let result = match command {
         PkiCommand::Init(args) => init::init(args),
@@ -95,7 +95,10 @@ pub fn run(command: &PkiCommand) -> ExitStatus {
     match result {
         Ok(()) => ExitStatus::Success,
         Err(error) => {
-            eprintln!("acme-dl: error: {error}");
+            tracing::error!(error = %error, "pki command failed");
+            if !crate::logging::logs_to_stderr() {
+                eprintln!("acme-dl: error: {error}");
+            }
             error.status()
         }
     }

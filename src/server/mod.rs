@@ -910,13 +910,18 @@ pub async fn run(
         while hangup.recv().await.is_some() {
             info!(signal = "SIGHUP", "reloading the configuration");
             let result = resolve().and_then(|settings| {
-                if settings.listen != listen
-                    || settings.certbot_dir != certbot_dir
-                    || settings.metrics_listen != metrics_listen
-                {
+                let changed: Vec<&str> = [
+                    ("listen", settings.listen != listen),
+                    ("certbot_dir", settings.certbot_dir != certbot_dir),
+                    ("metrics_listen", settings.metrics_listen != metrics_listen),
+                ]
+                .into_iter()
+                .filter_map(|(name, differs)| differs.then_some(name))
+                .collect();
+                if !changed.is_empty() {
                     warn!(
-                        "listen, certbot_dir and metrics_listen changes take effect only after \
-                         a restart"
+                        settings = %changed.join(","),
+                        "changes of these settings take effect only after a restart"
                     );
                 }
                 if let Some(Err(failure)) = settings
