@@ -126,6 +126,8 @@ pub struct Update {
     pub serial: String,
     /// The version that was current before, for restoring it.
     previous: Option<PathBuf>,
+    /// True when `--rollback` put an earlier set back, rather than a run installing one.
+    rolled_back: bool,
 }
 
 /// Result of renewing the client's own certificate, when it was due.
@@ -201,8 +203,13 @@ impl RunReport {
                         .filter_map(|path| path.file_name())
                         .map(|name| name.to_string_lossy().into_owned())
                         .collect();
+                    let action = if update.rolled_back {
+                        "rolled back to the previous set"
+                    } else {
+                        "updated"
+                    };
                     format!(
-                        "{lineage}: updated ({}), serial {}\n",
+                        "{lineage}: {action} ({}), serial {}\n",
                         names.join(", "),
                         update.serial
                     )
@@ -579,6 +586,7 @@ async fn sync_lineage(
                 serial: installed_serial(lineage),
                 // A failing check keeps this set: there is no older one known to restore.
                 previous: Some(version),
+                rolled_back: false,
             }));
         }
         return Ok(LineageOutcome::UpToDate);
@@ -640,6 +648,7 @@ async fn sync_lineage(
         files: paths,
         serial: verified.serial,
         previous: installed.previous,
+        rolled_back: false,
     }))
 }
 
@@ -873,6 +882,7 @@ async fn rollback(settings: &ClientSettings) -> ExitStatus {
                     files: installed_files(lineage),
                     serial: installed_serial(lineage),
                     previous: install::current_version(&lineage.dir),
+                    rolled_back: true,
                 })
             }
             Err(failure) => {
@@ -923,7 +933,25 @@ mod tests {
             files: vec![],
             serial: "01".into(),
             previous: None,
+            rolled_back: false,
         }
+    }
+
+    #[test]
+    fn summary_names_a_rollback() {
+        let name = LineageName::parse("a.example").unwrap();
+        let mut rolled_back = update("/x");
+        rolled_back.rolled_back = true;
+        let report = RunReport {
+            outcomes: vec![(name, LineageOutcome::Updated(rolled_back))],
+            hook_failure: None,
+            identity: None,
+        };
+        let summary = report.summary();
+        assert!(
+            summary.contains("a.example: rolled back to the previous set"),
+            "{summary}"
+        );
     }
 
     #[test]
