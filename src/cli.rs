@@ -56,9 +56,9 @@ pub struct ServerArgs {
     /// Address and port to listen on, IPv4 or [IPv6] [default: 0.0.0.0:8443]
     #[arg(long, value_name = "ADDR:PORT")]
     pub listen: Option<SocketAddr>,
-    /// Serve Prometheus metrics over plain HTTP at ADDR:PORT/metrics; a port alone, such
-    /// as 9464, binds 127.0.0.1, and any address but loopback is logged as a warning.
-    /// Without it (and without metrics_listen in the file) metrics are off
+    /// Serve Prometheus metrics over plain HTTP at ADDR:PORT/metrics. A port alone, such as
+    /// 9464, binds 127.0.0.1, and other addresses than loopback are logged as a warning
+    /// [default: off, unless the file sets metrics_listen]
     #[arg(long, value_name = "[ADDR:]PORT", value_parser = crate::config::parse_metrics_listen)]
     pub metrics_listen: Option<SocketAddr>,
     /// Certbot's configuration directory; lineages are read from its live/ [default: /etc/letsencrypt]

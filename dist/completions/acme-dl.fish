@@ -37,7 +37,7 @@ complete -c acme-dl -n "__fish_acme_dl_needs_command" -f -a "pki" -d 'Manage the
 complete -c acme-dl -n "__fish_acme_dl_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand server" -l config -d 'TOML configuration file [default: /etc/acme-dl/server.toml when it exists]' -r -F
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand server" -l listen -d 'Address and port to listen on, IPv4 or [IPv6] [default: 0.0.0.0:8443]' -r
-complete -c acme-dl -n "__fish_acme_dl_using_subcommand server" -l metrics-listen -d 'Serve Prometheus metrics over plain HTTP at ADDR:PORT/metrics; a port alone, such as 9464, binds 127.0.0.1, and any address but loopback is logged as a warning. Without it (and without metrics_listen in the file) metrics are off' -r
+complete -c acme-dl -n "__fish_acme_dl_using_subcommand server" -l metrics-listen -d 'Serve Prometheus metrics over plain HTTP at ADDR:PORT/metrics. A port alone, such as 9464, binds 127.0.0.1, and other addresses than loopback are logged as a warning [default: off, unless the file sets metrics_listen]' -r
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand server" -l certbot-dir -d 'Certbot\'s configuration directory; lineages are read from its live/ [default: /etc/letsencrypt]' -r -F
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand server" -l cert -d 'Server certificate chain, PEM [default: tls/server.crt]' -r -F
 complete -c acme-dl -n "__fish_acme_dl_using_subcommand server" -l key -d 'Server private key, PEM: PKCS#1, SEC1 or PKCS#8 [default: tls/server.key]' -r -F

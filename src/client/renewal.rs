@@ -3,10 +3,11 @@
 //!
 //! When the certificate enters its renewal window, the client makes a new key of the same
 //! type and sends a signing request for it. It checks that the response is a certificate
-//! for that key, with the same identity and issuer, and then switches both files. The new key is written
-//! to `KEY.new` before the request, so a run that loses the response sends the same key
-//! again and the server recognizes it; the certificate goes to `CERT.new`, and then the
-//! key and the certificate are renamed over the old ones. A run interrupted between the
+//! for that key, with the same identity and issuer, and then switches both files.
+//!
+//! The new key is written to `KEY.new` before the request, so a run that loses the
+//! response sends the same key again and the server recognizes it. The certificate goes
+//! to `CERT.new`, and then the key and the certificate are renamed over the old ones. A run interrupted between the
 //! two renames leaves a key that matches `CERT.new`, which the next run finishes
 //! installing before it loads its certificate.
 
