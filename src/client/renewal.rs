@@ -202,25 +202,45 @@ pub async fn renew(
 ) -> Result<Renewed, SyncError> {
     let tls = &link_targets(tls);
     let key = pending_key(tls, current)?;
-    let result = request_and_install(connection, tls, current, &key).await;
-    if let Err(SyncError::Rejected { .. }) = &result {
-        // The server responded, so no lost response awaits this key. The next attempt
-        // starts from a new one.
-        let path = pending(&tls.key);
-        if std::fs::remove_file(&path).is_ok() {
-            info!(key = %path.display(), "removed the pending key of a rejected renewal");
+    let reply = match send_request(connection, current, &key).await {
+        Ok(reply) => reply,
+        Err(failure) => {
+            if let SyncError::Rejected { .. } = failure {
+                // The server rejected the request, so it signed nothing for this key. The
+                // next attempt starts from a new one.
+                let path = pending(&tls.key);
+                if std::fs::remove_file(&path).is_ok() {
+                    info!(key = %path.display(), "removed the pending key of a rejected renewal");
+                }
+            }
+            return Err(failure);
         }
-    }
-    result
+    };
+    // From here the server has signed, so a failure keeps the pending key. The next run
+    // then sends the same key again, and the server recognizes the repeat.
+    let response: RenewResponse =
+        serde_json::from_slice(&reply.body).map_err(|error| SyncError::Rejected {
+            reason: format!("the server's renewal response is not valid JSON: {error}"),
+        })?;
+    let new_cert = check_response(&response.certificate, &key, current).map_err(|reason| {
+        SyncError::Rejected {
+            reason: format!("the server's renewal response was not installed: {reason}"),
+        }
+    })?;
+    install(tls, response.certificate.as_bytes())?;
+    Ok(Renewed {
+        previous_serial: current.serial.clone(),
+        serial: new_cert.serial,
+        not_after: new_cert.not_after,
+    })
 }
 
-/// Sends the signing request for `key` and installs the certificate of the response.
-async fn request_and_install(
+/// Sends the signing request for `key` and returns the server's 200 response.
+async fn send_request(
     connection: &mut Connection,
-    tls: &TlsFiles,
     current: &CurrentCertificate,
     key: &KeyPair,
-) -> Result<Renewed, SyncError> {
+) -> Result<super::connection::Reply, SyncError> {
     let csr = signing_request(key, &current.common_name)?;
     let body = serde_json::to_vec(&RenewRequest { csr })
         .map_err(|error| SyncError::Config(format!("encoding the renewal request: {error}")))?;
@@ -237,21 +257,7 @@ async fn request_and_install(
         });
     }
     super::ensure_ok(&reply, "client certificate renewal")?;
-    let response: RenewResponse =
-        serde_json::from_slice(&reply.body).map_err(|error| SyncError::Rejected {
-            reason: format!("the server's renewal response is not valid JSON: {error}"),
-        })?;
-    let new_cert = check_response(&response.certificate, key, current).map_err(|reason| {
-        SyncError::Rejected {
-            reason: format!("the server's renewal response was not installed: {reason}"),
-        }
-    })?;
-    install(tls, response.certificate.as_bytes())?;
-    Ok(Renewed {
-        previous_serial: current.serial.clone(),
-        serial: new_cert.serial,
-        not_after: new_cert.not_after,
-    })
+    Ok(reply)
 }
 
 /// Returns the key of a renewal: the pending one of an earlier run whose response was
