@@ -88,6 +88,26 @@ fn curl(server: &ServerProcess, ca: &Path, name: &str) -> Output {
         .unwrap()
 }
 
+/// Verifies with OpenSSL the server certificate against the root, and client `web1`
+/// through the client intermediate.
+fn openssl_verifies_server_and_web1(ca: &Path) {
+    openssl(
+        ca,
+        &["verify", "-CAfile", "ca.crt", "servers/localhost.crt"],
+    );
+    openssl(
+        ca,
+        &[
+            "verify",
+            "-CAfile",
+            "ca.crt",
+            "-untrusted",
+            "client-ca.crt",
+            "clients/web1.crt",
+        ],
+    );
+}
+
 fn init_server_client(ca: &Path, extra: &[&str]) {
     let mut init = vec!["init", "--dir", path_str(ca)];
     init.extend(extra);
@@ -195,21 +215,7 @@ fn init_files_load_in_openssl() {
     );
     assert!(!refused.status.success());
 
-    openssl(
-        &ca,
-        &["verify", "-CAfile", "ca.crt", "servers/localhost.crt"],
-    );
-    openssl(
-        &ca,
-        &[
-            "verify",
-            "-CAfile",
-            "ca.crt",
-            "-untrusted",
-            "client-ca.crt",
-            "clients/web1.crt",
-        ],
-    );
+    openssl_verifies_server_and_web1(&ca);
     // client-trust.pem, as the server's ca setting, verifies the client and its lists.
     openssl(
         &ca,
@@ -314,21 +320,7 @@ fn init_supports_rsa_and_ed25519() {
             _ => "secp384r1",
         };
         assert!(root.contains(expected), "{key_type}: {root}");
-        openssl(
-            &ca,
-            &["verify", "-CAfile", "ca.crt", "servers/localhost.crt"],
-        );
-        openssl(
-            &ca,
-            &[
-                "verify",
-                "-CAfile",
-                "ca.crt",
-                "-untrusted",
-                "client-ca.crt",
-                "clients/web1.crt",
-            ],
-        );
+        openssl_verifies_server_and_web1(&ca);
         let key_usage = text(openssl(
             &ca,
             &[

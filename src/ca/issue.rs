@@ -35,7 +35,7 @@ pub fn server(args: &PkiServerArgs) -> Result<(), CaError> {
     let mut index = Index::load(&layout)?;
     // A certificate issued again for the same host keeps the names clients reach it by,
     // unless the command names them anew.
-    let kept = if args.dns.is_empty() && args.ip.is_empty() {
+    let carried = if args.dns.is_empty() && args.ip.is_empty() {
         carry_over_names(&index, name, &mut spec)
     } else {
         Vec::new()
@@ -56,11 +56,11 @@ pub fn server(args: &PkiServerArgs) -> Result<(), CaError> {
     index.save(&layout)?;
 
     print_issued(&index, &cert_path, &key_path, superseded.as_deref());
-    if !kept.is_empty() {
+    if !carried.is_empty() {
         say!(
             "kept the names of the certificate it replaces: {} (give --dns and --ip to change \
              them)",
-            kept.join(", ")
+            carried.join(", ")
         );
     }
     let dir = layout.dir.display();
@@ -138,16 +138,16 @@ fn carry_over_names(index: &Index, name: &str, spec: &mut LeafSpec) -> Vec<Strin
     let Some(current) = index.current(Kind::Server, name, OffsetDateTime::now_utc()) else {
         return Vec::new();
     };
-    let mut kept = Vec::new();
+    let mut carried = Vec::new();
     for other in &current.names {
         match other.parse::<std::net::IpAddr>() {
             Ok(ip) if !spec.ip_addresses.contains(&ip) => spec.ip_addresses.push(ip),
             Err(_) if !spec.dns_names.contains(other) => spec.dns_names.push(other.clone()),
             _ => continue,
         }
-        kept.push(other.clone());
+        carried.push(other.clone());
     }
-    kept
+    carried
 }
 
 /// Builds the `[[access]]` rule text, checked by the server's own policy parser.

@@ -415,16 +415,19 @@ mod tests {
             };
             ServerSettings::resolve(&args)
         };
+
         let from_file = parse(&[]).unwrap();
         assert_eq!(
             from_file.metrics_listen,
             Some("127.0.0.1:9464".parse().unwrap())
         );
+
         let from_flag = parse(&["--metrics-listen", "[::1]:9100"]).unwrap();
         assert_eq!(
             from_flag.metrics_listen,
             Some("[::1]:9100".parse().unwrap())
         );
+
         let port_alone = parse(&["--metrics-listen", "9100"]).unwrap();
         assert_eq!(
             port_alone.metrics_listen,
